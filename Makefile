@@ -10,7 +10,7 @@ STAMP   := $(VENV)/.installed
 GO_PKGS := golang-go golang-github-hashicorp-go-plugin-dev golang-google-grpc-dev \
            golang-github-golang-protobuf-1-5-dev protobuf-compiler protoc-gen-go protoc-gen-go-grpc
 
-.PHONY: setup go-peers demo test lint typecheck unit bench clean
+.PHONY: setup go-peers demo test lint typecheck bench protos clean
 
 setup: $(STAMP) go-peers
 
@@ -39,6 +39,11 @@ typecheck: $(STAMP)
 
 test: setup lint typecheck
 	$(BIN)/python -m pytest -q
+
+# The runtime's own protos (go-plugin internals, our options); generated files are committed.
+protos: $(STAMP)
+	cd runtime && ../$(BIN)/python -m grpc_tools.protoc -I . --python_out=. \
+	  --plugin=protoc-gen-mypy=../$(BIN)/protoc-gen-mypy --mypy_out=. rpcplugin/protos/*.proto
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -1,0 +1,1 @@
+"""rpcplugin-gen: the code generator (CLI and protoc plugin)."""

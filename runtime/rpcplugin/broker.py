@@ -1,0 +1,59 @@
+"""``plugin.GRPCBroker/StartStream`` (PROTOCOL.md §5.5).
+
+The host opens this stream right after connecting and keeps it for the session. The service
+records every ``ConnInfo`` the host announces, so brokered dials can find them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+
+from .protos import grpc_broker_pb2 as pb
+
+SERVICE_NAME = "plugin.GRPCBroker"
+
+
+class BrokerService:
+    """Keeps the broker stream open and records the host's announcements."""
+
+    def __init__(self) -> None:
+        self.announced: dict[int, tuple[pb.ConnInfo, float]] = {}
+        self._outgoing: asyncio.Queue[pb.ConnInfo] = asyncio.Queue()
+
+    async def start_stream(
+        self,
+        requests: AsyncIterator[pb.ConnInfo],
+        context: grpc.aio.ServicerContext[pb.ConnInfo, pb.ConnInfo],
+    ) -> AsyncIterator[pb.ConnInfo]:
+        reader = asyncio.ensure_future(self._read(requests))
+        try:
+            while not reader.done():
+                getter = asyncio.ensure_future(self._outgoing.get())
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    yield getter.result()
+                else:
+                    getter.cancel()
+        finally:
+            reader.cancel()
+
+    async def _read(self, requests: AsyncIterator[pb.ConnInfo]) -> None:
+        async for info in requests:
+            self.announced[info.service_id] = (info, time.monotonic())
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        """The gRPC handler to register on a server."""
+        return grpc.method_handlers_generic_handler(
+            SERVICE_NAME,
+            {
+                "StartStream": grpc.stream_stream_rpc_method_handler(
+                    self.start_stream,
+                    request_deserializer=pb.ConnInfo.FromString,
+                    response_serializer=pb.ConnInfo.SerializeToString,
+                )
+            },
+        )

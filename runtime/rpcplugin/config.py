@@ -1,0 +1,257 @@
+"""Plugin-side settings: go-plugin's ``PLUGIN_*`` variables and our own ``RPCPLUGIN_*`` ones.
+
+Read and validated when the server starts, never at import. A bad value raises
+:class:`~rpcplugin.errors.ConfigError` naming the variable, its value and what is allowed;
+the server turns that into one line on stderr and exit status 2. :data:`SETTINGS` is the single
+table of every setting (docs/configuration.md mirrors it, and a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import ConfigError
+from .handshake import parse_version_list
+
+LogFormat = Literal["json", "text"]
+TLSBackend = Literal["auto", "openssl", "grpc"]
+Network = Literal["unix", "tcp"]
+
+LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One documented setting: its variable, who sets it, its default and what it does."""
+
+    name: str
+    set_by: Literal["host", "user"]
+    default: str
+    meaning: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "PLUGIN_PROTOCOL_VERSIONS",
+        "host",
+        "(unset)",
+        "App protocol versions the host speaks, comma-separated, any order. The plugin "
+        "announces the highest one it also serves, else its lowest.",
+    ),
+    Setting(
+        "PLUGIN_MIN_PORT",
+        "host",
+        "(unset)",
+        "Lowest TCP port to try in tcp mode. Set together with PLUGIN_MAX_PORT.",
+    ),
+    Setting(
+        "PLUGIN_MAX_PORT",
+        "host",
+        "(unset)",
+        "Highest TCP port to try in tcp mode. Both unset: the OS picks a port.",
+    ),
+    Setting(
+        "PLUGIN_CLIENT_CERT",
+        "host",
+        "(unset)",
+        "The host's AutoMTLS certificate (PEM). Set: serve mutual TLS trusting only it. "
+        "Unset: serve plaintext.",
+    ),
+    Setting(
+        "PLUGIN_UNIX_SOCKET_DIR",
+        "host",
+        "$TMPDIR or /tmp",
+        "Directory for unix sockets (the main one and the broker's).",
+    ),
+    Setting(
+        "PLUGIN_UNIX_SOCKET_GROUP",
+        "host",
+        "(unset)",
+        "Group name or gid that may connect: the socket is chowned to it and made 0660.",
+    ),
+    Setting(
+        "PLUGIN_MULTIPLEX_GRPC",
+        "host",
+        "(unset)",
+        "The host asks for a yamux-multiplexed broker. This runtime answers 'false' "
+        "(not supported), so such a host fails at start with a clear error.",
+    ),
+    Setting("RPCPLUGIN_TRANSPORT", "user", "unix", "'unix' or 'tcp' (127.0.0.1)."),
+    Setting(
+        "RPCPLUGIN_TLS_BACKEND",
+        "user",
+        "auto",
+        "'auto': grpcio's own TLS when it can verify the host's key, else the OpenSSL "
+        "relay (needed for go-plugin hosts' P-521 certificates). 'openssl' or 'grpc' force "
+        "one.",
+    ),
+    Setting(
+        "RPCPLUGIN_LOG_LEVEL",
+        "user",
+        "info",
+        "Lowest level of the plugin's own log lines on stderr: trace, debug, info, warn, error.",
+    ),
+    Setting(
+        "RPCPLUGIN_LOG_FORMAT",
+        "user",
+        "json",
+        "'json' (go-plugin hclog lines the host parses) or 'text' ('[LEVEL] message').",
+    ),
+    Setting(
+        "RPCPLUGIN_STDIO_BUFFER",
+        "user",
+        "1048576",
+        "Bytes of sys.stdout/sys.stderr output kept for GRPCStdio while no host listens; "
+        "older output is dropped, writers never block.",
+    ),
+    Setting(
+        "RPCPLUGIN_PARENT_WATCH",
+        "user",
+        "true",
+        "Exit when the host process dies (true/false). Always off in debug mode.",
+    ),
+    Setting(
+        "RPCPLUGIN_DEBUG",
+        "user",
+        "false",
+        "Debug mode (true/false): no cookie check, no handshake line, plaintext; prints the "
+        "reattach JSON and serves until stopped, so a host can attach to a plugin you run "
+        "under a debugger.",
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PluginSettings:
+    """Every setting, parsed. Build it with :meth:`from_env`."""
+
+    protocol_versions: tuple[int, ...] | None = None
+    protocol_version_junk: tuple[str, ...] = ()
+    min_port: int | None = None
+    max_port: int | None = None
+    client_cert_pem: str | None = None
+    unix_socket_dir: str | None = None
+    unix_socket_group: str | None = None
+    multiplex_requested: bool = False
+    transport: Network = "unix"
+    tls_backend: TLSBackend = "auto"
+    log_level: str = "info"
+    log_format: LogFormat = "json"
+    stdio_buffer: int = 1 << 20
+    parent_watch: bool = True
+    debug: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> PluginSettings:
+        """Parse and validate the settings from ``env`` (default: ``os.environ``)."""
+        env = os.environ if env is None else env
+        versions: tuple[int, ...] | None = None
+        junk: tuple[str, ...] = ()
+        raw_versions = env.get("PLUGIN_PROTOCOL_VERSIONS")
+        if raw_versions is not None:
+            parsed, bad = parse_version_list(raw_versions)
+            versions, junk = tuple(parsed), tuple(bad)
+
+        min_port = _port(env, "PLUGIN_MIN_PORT")
+        max_port = _port(env, "PLUGIN_MAX_PORT")
+        if (min_port is None) != (max_port is None):
+            missing = "PLUGIN_MAX_PORT" if max_port is None else "PLUGIN_MIN_PORT"
+            present = "PLUGIN_MIN_PORT" if max_port is None else "PLUGIN_MAX_PORT"
+            raise ConfigError(
+                present,
+                env.get(present),
+                f"set {missing} too, or neither (then the OS picks a port)",
+            )
+        if min_port is not None and max_port is not None and min_port > max_port:
+            raise ConfigError(
+                "PLUGIN_MIN_PORT",
+                env["PLUGIN_MIN_PORT"],
+                f"must not exceed PLUGIN_MAX_PORT={max_port}",
+            )
+
+        cert = env.get("PLUGIN_CLIENT_CERT") or None
+        sock_dir = env.get("PLUGIN_UNIX_SOCKET_DIR") or None
+        if sock_dir is not None and not os.path.isabs(sock_dir):
+            raise ConfigError("PLUGIN_UNIX_SOCKET_DIR", sock_dir, "must be an absolute path")
+        transport = _choice(
+            env,
+            "RPCPLUGIN_TRANSPORT",
+            ("unix", "tcp"),
+            "tcp" if sys.platform == "win32" else "unix",
+        )
+        return cls(
+            protocol_versions=versions,
+            protocol_version_junk=junk,
+            min_port=min_port,
+            max_port=max_port,
+            client_cert_pem=cert,
+            unix_socket_dir=sock_dir,
+            unix_socket_group=env.get("PLUGIN_UNIX_SOCKET_GROUP") or None,
+            multiplex_requested=bool(env.get("PLUGIN_MULTIPLEX_GRPC")),
+            transport=transport,  # type: ignore[arg-type]
+            tls_backend=_choice(env, "RPCPLUGIN_TLS_BACKEND", ("auto", "openssl", "grpc"), "auto"),  # type: ignore[arg-type]
+            log_level=_choice(env, "RPCPLUGIN_LOG_LEVEL", LOG_LEVELS, "info", fold=True),
+            log_format=_choice(env, "RPCPLUGIN_LOG_FORMAT", ("json", "text"), "json"),  # type: ignore[arg-type]
+            stdio_buffer=_int(env, "RPCPLUGIN_STDIO_BUFFER", 1 << 20, low=0, high=1 << 30),
+            parent_watch=parse_bool(env, "RPCPLUGIN_PARENT_WATCH", True),
+            debug=parse_bool(env, "RPCPLUGIN_DEBUG", False),
+        )
+
+
+_BOOL_WORDS = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+}
+
+
+def parse_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """A boolean setting: true/false, 1/0, yes/no, on/off (any case). Anything else is an error."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return _BOOL_WORDS[raw.strip().lower()]
+    except KeyError:
+        raise ConfigError(name, raw, "use true or false (also 1/0, yes/no, on/off)") from None
+
+
+def _choice(
+    env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str, *, fold: bool = False
+) -> str:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower() if fold else raw.strip()
+    if value not in allowed:
+        raise ConfigError(name, raw, "one of " + ", ".join(allowed))
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(name, raw, f"a whole number from {low} to {high}") from None
+    if not low <= value <= high:
+        raise ConfigError(name, raw, f"a whole number from {low} to {high}")
+    return value
+
+
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    return _int(env, name, 0, low=0, high=65535)

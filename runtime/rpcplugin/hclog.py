@@ -1,0 +1,182 @@
+"""go-plugin's log line format (hclog), both ways (PROTOCOL.md §6.5).
+
+Plugin side: :class:`HclogFormatter` renders :mod:`logging` records as hclog JSON objects whose
+``@level``, ``@message`` and ``@timestamp`` are always strings (a non-string value crashes a Go
+host) with a 6-digit RFC 3339 timestamp, or as ``[LEVEL] message`` text.
+
+Host side: :func:`parse_line` turns one stderr line into a :class:`LogEntry` and never raises:
+JSON objects become level/message/fields, ``[LEVEL]`` prefixes set the level, anything else is
+DEBUG.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+TRACE = 5
+"""hclog's trace level, below DEBUG."""
+logging.addLevelName(TRACE, "TRACE")
+
+_TO_HCLOG = {
+    TRACE: "trace",
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warn",
+    logging.ERROR: "error",
+    logging.CRITICAL: "error",
+}
+_FROM_HCLOG = {
+    "trace": TRACE,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+_PREFIXES = (
+    ("[TRACE]", TRACE),
+    ("[DEBUG]", logging.DEBUG),
+    ("[INFO]", logging.INFO),
+    ("[WARN]", logging.WARNING),
+    ("[ERROR]", logging.ERROR),
+)
+MAX_LINE = 64 * 1024 - 1
+"""go-plugin hosts read stderr with a 64 KiB line buffer (P29)."""
+
+# attributes every LogRecord has; anything else was passed through ``extra=``
+_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+def level_name(levelno: int) -> str:
+    """The hclog name of a :mod:`logging` level (rounded down to the nearest known level)."""
+    for number in sorted(_TO_HCLOG, reverse=True):
+        if levelno >= number:
+            return _TO_HCLOG[number]
+    return "trace"
+
+
+def level_number(name: str) -> int:
+    """The :mod:`logging` level of an hclog level name (``"warn"`` → WARNING)."""
+    return _FROM_HCLOG[name.lower()]
+
+
+def timestamp(when: float | None = None) -> str:
+    """An hclog timestamp: RFC 3339 with exactly six fraction digits (Go's parse layout)."""
+    moment = (
+        datetime.datetime.fromtimestamp(when, datetime.UTC)
+        if when is not None
+        else datetime.datetime.now(datetime.UTC)
+    )
+    return moment.isoformat(timespec="microseconds")
+
+
+class HclogFormatter(logging.Formatter):
+    """Format records as one hclog JSON object per line (``json=True``) or ``[LEVEL] text``."""
+
+    def __init__(self, *, json_lines: bool = True) -> None:
+        super().__init__()
+        self.json_lines = json_lines
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info:
+            message += "\n" + self.formatException(record.exc_info)
+        if not self.json_lines:
+            text = f"[{level_name(record.levelno).upper()}] {record.name}: {message}"
+            return text.replace("\n", "\\n")[:MAX_LINE]
+        entry: dict[str, Any] = {
+            "@level": level_name(record.levelno),
+            "@message": message,
+            "@module": record.name,
+            "@timestamp": timestamp(record.created),
+        }
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRS and not key.startswith("_"):
+                entry[key] = value if isinstance(value, (str, int, float, bool)) else str(value)
+        line = json.dumps(entry, ensure_ascii=False, default=str)
+        if len(line) > MAX_LINE:
+            entry["@message"] = message[: MAX_LINE // 2] + "... (truncated)"
+            line = json.dumps(entry, ensure_ascii=False, default=str)[:MAX_LINE]
+        return line
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One parsed plugin stderr line."""
+
+    level: int
+    message: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    timestamp: str | None = None
+    module: str | None = None
+
+
+def parse_line(line: str) -> LogEntry:
+    """Parse one plugin stderr line the way go-plugin's host does. Never raises."""
+    text = line.rstrip("\r\n")
+    stripped = text.lstrip()
+    if stripped.startswith("{"):
+        try:
+            obj = json.loads(stripped)
+        except ValueError:
+            obj = None
+        if isinstance(obj, dict):
+            entry = _from_json(obj)
+            if entry is not None:
+                return entry
+            return LogEntry(logging.DEBUG, text)
+    for prefix, number in _PREFIXES:
+        if stripped.startswith(prefix):
+            return LogEntry(number, stripped[len(prefix) :].lstrip())
+    return LogEntry(logging.DEBUG, text)
+
+
+def _from_json(obj: dict[str, Any]) -> LogEntry | None:
+    level = obj.get("@level")
+    message = obj.get("@message")
+    stamp = obj.get("@timestamp")
+    if not isinstance(level, str) or level.lower() not in _FROM_HCLOG:
+        return None
+    fields = {
+        k: v for k, v in obj.items() if k not in ("@level", "@message", "@timestamp", "@module")
+    }
+    module = obj.get("@module")
+    return LogEntry(
+        level=_FROM_HCLOG[level.lower()],
+        message=message if isinstance(message, str) else json.dumps(message),
+        fields=fields,
+        timestamp=stamp if isinstance(stamp, str) else None,
+        module=module if isinstance(module, str) else None,
+    )
+
+
+class StderrHandler(logging.Handler):
+    """Write formatted records straight to file descriptor 2, one ``write`` per line.
+
+    It bypasses ``sys.stderr`` on purpose: after the handshake ``sys.stderr`` feeds the
+    ``GRPCStdio`` stream, while structured logs belong on the real stderr the host parses.
+    """
+
+    def __init__(self, fd: int = 2, *, json_lines: bool = True) -> None:
+        super().__init__()
+        self.fd = fd
+        self.setFormatter(HclogFormatter(json_lines=json_lines))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            data = (self.format(record) + "\n").encode("utf-8", "backslashreplace")
+            while data:
+                data = data[os.write(self.fd, data) :]
+        except OSError:
+            pass  # the host is gone; nothing sensible left to do with a log line
+        except Exception:
+            self.handleError(record)

@@ -1,0 +1,260 @@
+"""The OpenSSL path: a TLS relay between a peer and a plaintext gRPC endpoint on a private socket.
+
+PyPI grpcio's BoringSSL cannot verify the P-521 certificates go-plugin peers use under TLS 1.3
+(PROTOCOL.md §7.3). Python's :mod:`ssl` (OpenSSL) can. So for such peers the TLS connection is
+terminated (plugin side) or originated (host side) here, in the same event loop, and the
+plaintext bytes are pumped to or from gRPC over a unix socket inside a 0700 directory, which
+only this process can reach. Verification is never weakened: the peer must present the one
+certificate we trust, and the relay's own error text is kept for the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .transport import Endpoint, owner_only_umask, remove_socket
+
+log = logging.getLogger("rpcplugin.tls")
+
+HANDSHAKE_TIMEOUT = 10.0
+
+
+class _Pump(asyncio.Protocol):
+    """One side of a relayed connection; forwards what it receives to its partner."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.partner: _Pump | None = None
+        self._pending: list[bytes] = []
+        self._eof_pending = False
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def attach(self, partner: _Pump) -> None:
+        """Pair with the other side and flush anything that arrived before it existed."""
+        self.partner = partner
+        assert partner.transport is not None
+        for chunk in self._pending:
+            partner.transport.write(chunk)
+        self._pending.clear()
+        if self._eof_pending:
+            self._forward_eof()
+
+    def data_received(self, data: bytes) -> None:
+        partner = self.partner
+        if partner is None or partner.transport is None:
+            self._pending.append(data)
+            return
+        partner.transport.write(data)
+
+    def eof_received(self) -> bool | None:
+        if self.partner is None:
+            self._eof_pending = True
+        else:
+            self._forward_eof()
+        # keep our write side open until the partner is done too (SSL transports cannot)
+        if self.transport is not None and self.transport.get_extra_info("sslcontext") is None:
+            return True
+        return None
+
+    def _forward_eof(self) -> None:
+        partner = self.partner
+        if partner is not None and partner.transport is not None:
+            if partner.transport.can_write_eof():
+                partner.transport.write_eof()
+            else:
+                partner.transport.close()
+
+    # flow control: when the partner cannot keep up, stop reading from our side
+    def pause_writing(self) -> None:
+        if self.partner is not None and self.partner.transport is not None:
+            self.partner.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.partner is not None and self.partner.transport is not None:
+            self.partner.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+        partner = self.partner
+        if partner is not None and partner.transport is not None:
+            partner.transport.close()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+@dataclass
+class _RelayState:
+    server: asyncio.AbstractServer | None = None
+    connections: set[_Pump] = field(default_factory=set)
+    last_error: str | None = None
+    socket_path: str | None = None
+
+
+class TLSTerminator:
+    """Plugin side: accept TLS on the public endpoint, relay plaintext to gRPC's private socket."""
+
+    def __init__(self, context: ssl.SSLContext, upstream_path: str) -> None:
+        self._context = context
+        self._upstream = upstream_path
+        self._state = _RelayState()
+
+    async def listen_unix(self, path: str) -> Endpoint:
+        """Listen on a new unix socket (created owner-only)."""
+        loop = asyncio.get_running_loop()
+        with owner_only_umask():
+            self._state.server = await loop.create_unix_server(
+                self._accept,
+                path,
+                ssl=self._context,
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
+                backlog=128,
+            )
+        self._state.socket_path = path
+        return Endpoint("unix", path)
+
+    async def listen_tcp(self, host: str, port: int) -> Endpoint:
+        """Listen on ``host:port``."""
+        loop = asyncio.get_running_loop()
+        self._state.server = await loop.create_server(
+            self._accept,
+            host,
+            port,
+            ssl=self._context,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
+            backlog=128,
+        )
+        bound = self._state.server.sockets[0].getsockname()
+        return Endpoint("tcp", f"{host}:{bound[1]}")
+
+    def _accept(self) -> _Pump:
+        downstream = _Pump()
+        self._state.connections.add(downstream)
+        task = asyncio.get_running_loop().create_task(self._connect_upstream(downstream))
+        downstream.closed.add_done_callback(lambda _: self._state.connections.discard(downstream))
+        task.add_done_callback(_log_task_failure)
+        return downstream
+
+    async def _connect_upstream(self, downstream: _Pump) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            _, upstream = await loop.create_unix_connection(_Pump, self._upstream)
+        except OSError as exc:
+            log.error("TLS relay cannot reach the gRPC server at %s: %s", self._upstream, exc)
+            downstream.close()
+            return
+        if downstream.closed.done():
+            upstream.close()
+            return
+        _pair(downstream, upstream)
+
+    async def close(self) -> None:
+        """Stop accepting, drop every relayed connection and remove the socket file."""
+        await _close(self._state)
+
+
+class TLSOriginator:
+    """Host side: accept gRPC's plaintext connections on a private socket and relay each over a
+    new TLS connection to the peer, verifying it with ``context``."""
+
+    def __init__(self, context: ssl.SSLContext, peer: Endpoint, server_name: str) -> None:
+        self._context = context
+        self._peer = peer
+        self._server_name = server_name
+        self._state = _RelayState()
+        self.on_error: Callable[[str], None] | None = None
+
+    @property
+    def last_error(self) -> str | None:
+        """The last TLS or connect failure towards the peer, in OpenSSL's words."""
+        return self._state.last_error
+
+    async def listen(self, path: str) -> Endpoint:
+        """Listen for gRPC's plaintext connections on ``path`` (inside a private directory)."""
+        loop = asyncio.get_running_loop()
+        with owner_only_umask():
+            self._state.server = await loop.create_unix_server(self._accept, path, backlog=128)
+        self._state.socket_path = path
+        return Endpoint("unix", path)
+
+    def _accept(self) -> _Pump:
+        downstream = _Pump()
+        self._state.connections.add(downstream)
+        downstream.closed.add_done_callback(lambda _: self._state.connections.discard(downstream))
+        task = asyncio.get_running_loop().create_task(self._connect_peer(downstream))
+        task.add_done_callback(_log_task_failure)
+        return downstream
+
+    async def _connect_peer(self, downstream: _Pump) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            if self._peer.network == "unix":
+                _, upstream = await loop.create_unix_connection(
+                    _Pump,
+                    self._peer.address,
+                    ssl=self._context,
+                    server_hostname=self._server_name,
+                    ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
+                )
+            else:
+                host, _, port = self._peer.address.rpartition(":")
+                _, upstream = await loop.create_connection(
+                    _Pump,
+                    host.strip("[]"),
+                    int(port),
+                    ssl=self._context,
+                    server_hostname=self._server_name,
+                    ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
+                )
+        except (TimeoutError, OSError, ssl.SSLError) as exc:
+            message = f"TLS connection to {self._peer} failed: {exc}"
+            self._state.last_error = message
+            if self.on_error is not None:
+                self.on_error(message)
+            log.debug(message)
+            downstream.close()
+            return
+        if downstream.closed.done():
+            upstream.close()
+            return
+        _pair(downstream, upstream)
+
+    async def close(self) -> None:
+        """Stop accepting, drop every relayed connection and remove the socket file."""
+        await _close(self._state)
+
+
+def _pair(a: _Pump, b: _Pump) -> None:
+    a.attach(b)
+    b.attach(a)
+
+
+async def _close(state: _RelayState) -> None:
+    if state.server is not None:
+        state.server.close()
+    for pump in list(state.connections):
+        pump.close()
+    if state.server is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(state.server.wait_closed(), 1.0)
+    if state.socket_path is not None:
+        remove_socket(state.socket_path)
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(state.socket_path))
+
+
+def _log_task_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("TLS relay task failed: %r", task.exception())
