@@ -57,3 +57,43 @@ class BrokerService:
                 )
             },
         )
+
+
+class HostBroker:
+    """The host's end of the broker stream: opened right after connecting (H05), it records
+    the plugin's announcements. A plugin without a broker is fine (the error is ignored, as
+    go-plugin does)."""
+
+    def __init__(self) -> None:
+        self.announced: dict[int, tuple[pb.ConnInfo, float]] = {}
+        self._call: grpc.aio.StreamStreamCall[pb.ConnInfo, pb.ConnInfo] | None = None
+
+    async def run(self, channel: grpc.aio.Channel) -> None:
+        """Read the stream until the channel closes or :meth:`stop` is called."""
+        method: grpc.aio.StreamStreamMultiCallable[pb.ConnInfo, pb.ConnInfo]
+        method = channel.stream_stream(
+            f"/{SERVICE_NAME}/StartStream",
+            request_serializer=pb.ConnInfo.SerializeToString,
+            response_deserializer=pb.ConnInfo.FromString,
+        )
+        self._call = call = method()
+        try:
+            while True:
+                info = await call.read()
+                if info is grpc.aio.EOF:
+                    return
+                assert isinstance(info, pb.ConnInfo)
+                self.announced[info.service_id] = (info, time.monotonic())
+        except (grpc.aio.AioRpcError, asyncio.CancelledError):
+            return
+
+    async def announce(self, info: pb.ConnInfo) -> None:
+        """Send a ``ConnInfo`` to the plugin."""
+        if self._call is None:
+            raise RuntimeError("the broker stream is not open")
+        await self._call.write(info)
+
+    def stop(self) -> None:
+        """End the stream."""
+        if self._call is not None:
+            self._call.cancel()

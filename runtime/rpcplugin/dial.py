@@ -1,0 +1,182 @@
+"""Host side: a ``grpc.aio`` channel to a plugin endpoint, plaintext or TLS.
+
+TLS goes through grpcio's own stack when it can verify the peer's key, and through the OpenSSL
+relay (:mod:`rpcplugin.tls_relay`) otherwise: go-plugin plugins always present P-521
+certificates, which PyPI grpcio cannot verify under TLS 1.3. Either way the peer is verified:
+there is no code path that connects without checking it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import grpc
+
+from .errors import ConfigError, SecurityError
+from .transport import Endpoint, private_dir
+
+if TYPE_CHECKING:
+    import ssl
+
+    from .mtls import CertificateAndKey
+    from .tls_relay import TLSOriginator
+
+TLSBackendChoice = Literal["auto", "openssl", "grpc"]
+
+CHANNEL_OPTIONS: tuple[tuple[str, int | str], ...] = (
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_receive_message_length", -1),
+)
+"""No message size limits, like go-plugin's 2^31-1 (Terraform schemas exceed grpcio's 4 MiB)."""
+
+
+@dataclass
+class Dialed:
+    """A channel and whatever was opened to make it."""
+
+    channel: grpc.aio.Channel
+    tls: str  # "off", "grpc" or "openssl"
+    relay: TLSOriginator | None = None
+    relay_dir: str | None = None
+
+    def tls_error(self) -> str | None:
+        """The relay's last TLS failure in OpenSSL's words, if the OpenSSL path is in use."""
+        return self.relay.last_error if self.relay is not None else None
+
+    async def close(self) -> None:
+        """Close the channel, then the relay and its private directory."""
+        with contextlib.suppress(Exception):
+            await self.channel.close(grace=None)
+        if self.relay is not None:
+            await self.relay.close()
+        if self.relay_dir is not None:
+            shutil.rmtree(self.relay_dir, ignore_errors=True)
+
+
+def plain(endpoint: Endpoint) -> Dialed:
+    """A plaintext channel."""
+    return Dialed(grpc.aio.insecure_channel(endpoint.grpc_target, options=CHANNEL_OPTIONS), "off")
+
+
+async def automtls(
+    endpoint: Endpoint,
+    identity: CertificateAndKey,
+    peer_cert_der: bytes,
+    backend: TLSBackendChoice = "auto",
+) -> Dialed:
+    """A mutually authenticated channel to a plugin that announced ``peer_cert_der``: present
+    ``identity``, trust exactly the announced certificate, server name ``localhost``."""
+    from . import mtls
+
+    peer = mtls.load_der_certificate(peer_cert_der, source="the plugin's certificate (field 6)")
+    peer_pem = mtls.pem_of(peer)
+    use_grpc = _use_grpc(backend, mtls.grpc_can_verify(peer), mtls.key_description(peer))
+    if use_grpc:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=peer_pem,
+            private_key=identity.key_pem,
+            certificate_chain=identity.cert_pem,
+        )
+        return Dialed(_secure(endpoint.grpc_target, credentials, mtls.SERVER_NAME), "grpc")
+    return await _relayed(endpoint, mtls.client_ssl_context(identity, peer_pem), mtls.SERVER_NAME)
+
+
+@dataclass(frozen=True, slots=True)
+class TLSFiles:
+    """TLS material for a direct connection, as files: our certificate and key (optional, for
+    mutual TLS) and the CA that signed the server's certificate."""
+
+    ca_file: str
+    cert_file: str | None = None
+    key_file: str | None = None
+    server_name: str | None = None
+
+
+async def with_files(
+    endpoint: Endpoint, files: TLSFiles, backend: TLSBackendChoice = "auto"
+) -> Dialed:
+    """A TLS channel for a direct connection, verified against ``files.ca_file``."""
+    ca = _read(files.ca_file, "CA certificate")
+    cert = _read(files.cert_file, "client certificate") if files.cert_file else None
+    key = _read(files.key_file, "client key") if files.key_file else None
+    if (cert is None) != (key is None):
+        raise ConfigError("TLSFiles", files, "give both cert_file and key_file, or neither")
+    from . import mtls
+
+    ca_cert = mtls.load_pem_certificate(ca, source=files.ca_file)
+    server_name = files.server_name or _host_of(endpoint)
+    if _use_grpc(backend, mtls.grpc_can_verify(ca_cert), mtls.key_description(ca_cert)):
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=ca, private_key=key, certificate_chain=cert
+        )
+        return Dialed(_secure(endpoint.grpc_target, credentials, server_name), "grpc")
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=ca.decode("ascii"))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(["h2"])
+    if files.cert_file and files.key_file:
+        context.load_cert_chain(files.cert_file, files.key_file)
+    return await _relayed(endpoint, context, server_name)
+
+
+def _use_grpc(backend: TLSBackendChoice, verifiable: bool, key: str) -> bool:
+    if backend == "grpc" and not verifiable:
+        raise SecurityError(
+            f"grpcio's TLS cannot verify the peer's {key} key; use tls_backend='auto' or "
+            "'openssl' (Python's ssl), never an unverified connection"
+        )
+    return backend == "grpc" or (backend == "auto" and verifiable)
+
+
+def _secure(
+    target: str, credentials: grpc.ChannelCredentials, server_name: str
+) -> grpc.aio.Channel:
+    options = (*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", server_name))
+    return grpc.aio.secure_channel(target, credentials, options=options)
+
+
+async def _relayed(endpoint: Endpoint, context: ssl.SSLContext, server_name: str) -> Dialed:
+    from .tls_relay import TLSOriginator
+
+    directory = private_dir()
+    relay = TLSOriginator(context, endpoint, server_name)
+    try:
+        local = await relay.listen(os.path.join(directory, "relay.sock"))
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    channel = grpc.aio.insecure_channel(local.grpc_target, options=CHANNEL_OPTIONS)
+    return Dialed(channel, "openssl", relay, directory)
+
+
+def _read(path: str | None, what: str) -> bytes:
+    assert path is not None
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise ConfigError(what, path, f"a readable file ({exc.strerror})") from None
+
+
+def _host_of(endpoint: Endpoint) -> str:
+    if endpoint.network == "unix":
+        return "localhost"
+    return endpoint.address.rpartition(":")[0].strip("[]")
+
+
+def parse_address(address: str) -> Endpoint:
+    """``unix:/path``, ``unix:///path``, ``/path``, ``host:port`` or ``tcp://host:port``."""
+    for prefix in ("unix://", "unix:", ""):
+        if address.startswith(prefix + "/"):
+            return Endpoint("unix", address[len(prefix) :])
+    if address.startswith("tcp://"):
+        address = address[len("tcp://") :]
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError("address", address, "unix:/path/to/socket or host:port")
+    return Endpoint("tcp", address)

@@ -1,0 +1,649 @@
+"""The host side: launch plugins, reattach to running ones, or dial plugin servers directly.
+
+::
+
+    async with rpcplugin.launch(["./kv-plugin"], handshake=KV_HANDSHAKE, versions=[1, 2]) as conn:
+        print(conn.version, conn.endpoint, conn.tls)
+        client = KVClient(conn)          # any generated client takes the connection
+        await client.get(GetRequest(key="x"))
+
+``async with`` yields a connected, health-checked plugin; leaving it shuts the plugin down in a
+bounded time whatever it does (``GRPCController/Shutdown``, close, wait 2 s, SIGKILL, reap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from types import TracebackType
+from typing import IO, Any, Literal
+
+import grpc
+
+from . import controller, dial, hclog, health
+from .broker import HostBroker
+from .dial import TLSBackendChoice, TLSFiles
+from .errors import (
+    ConfigError,
+    HandshakeError,
+    PluginError,
+    PluginExitedError,
+    SecurityError,
+    TransportError,
+)
+from .handshake import Handshake, HandshakeLine
+from .plugin_process import PluginProcess
+from .protos import grpc_stdio_pb2
+from .reattach import ReattachConfig, parse_reattach
+from .transport import Endpoint
+
+log = logging.getLogger("rpcplugin.host")
+
+StdioSink = Callable[[bytes], object] | IO[bytes] | IO[str]
+"""Where ``GRPCStdio`` output goes: a callable taking bytes, or a binary or text file."""
+
+KILL_WAIT = 2.0
+"""Seconds a plugin gets to exit after Shutdown before it is SIGKILLed (go-plugin's value)."""
+SHUTDOWN_TIMEOUT = 1.0
+"""Deadline of the Shutdown call itself: a wedged plugin cannot hold close() up longer."""
+
+
+class PluginConnection:
+    """A connected plugin: launched, reattached or dialled directly.
+
+    ``channel`` is a ``grpc.aio.Channel`` for generated clients (which also accept the
+    connection itself). ``close()`` (or leaving ``async with``) ends it.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        version: int,
+        endpoint: Endpoint,
+        dialed: dial.Dialed,
+        process: PluginProcess | None = None,
+        pid: int | None = None,
+        mode: Literal["launched", "reattached", "direct"] = "launched",
+        test: bool = False,
+        started: float | None = None,
+    ) -> None:
+        self.name = name
+        self.version = version
+        """The negotiated app protocol version."""
+        self.endpoint = endpoint
+        """Where the plugin listens (its handshake address)."""
+        self.mode = mode
+        self._dialed = dialed
+        self._process = process
+        self._pid = pid if pid is not None else (process.pid if process else None)
+        self._test = test
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        self._closed = False
+        self.broker = HostBroker()
+        self.startup_seconds = (time.monotonic() - started) if started is not None else None
+        if process is not None:
+            process.exited.add_done_callback(self._on_exit)
+
+    # -- what it is ----------------------------------------------------------------------
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The gRPC channel to the plugin."""
+        return self._dialed.channel
+
+    @property
+    def pid(self) -> int | None:
+        """The plugin's process id, when known."""
+        return self._pid
+
+    @property
+    def tls(self) -> str:
+        """``"off"``, ``"grpc"`` (grpcio's TLS) or ``"openssl"`` (the OpenSSL relay)."""
+        return self._dialed.tls
+
+    @property
+    def exited(self) -> bool:
+        """Whether a launched plugin's process has exited."""
+        return self._process is not None and self._process.exited.done()
+
+    @property
+    def returncode(self) -> int | None:
+        """A launched plugin's exit status, once it has exited."""
+        return self._process.returncode if self._process is not None else None
+
+    def stderr_tail(self) -> str:
+        """The last lines the plugin wrote to stderr (launched plugins only)."""
+        return self._process.stderr_tail() if self._process is not None else ""
+
+    @property
+    def exit_error(self) -> PluginExitedError | None:
+        """Set when a launched plugin exited before we closed it."""
+        if self._process is None or not self._process.exited.done() or self._closing:
+            return None
+        return self._process.exit_error("unexpectedly")
+
+    async def wait_exit(self) -> int:
+        """Wait for a launched plugin to exit; returns its exit status."""
+        if self._process is None:
+            raise PluginError("only launched plugins have a process to wait for")
+        return await asyncio.shield(self._process.exited)
+
+    # -- calls ---------------------------------------------------------------------------
+    async def ping(self, timeout: float = 5.0) -> None:
+        """``grpc.health.v1.Health/Check`` for ``plugin``; raises a :class:`PluginError`."""
+        try:
+            status = await health.check(self.channel, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise self._rpc_failure("health check", exc) from None
+        if status != health.SERVING:
+            raise PluginError(f"plugin {self.name!r} reports health status {status}, not SERVING")
+
+    def _rpc_failure(self, what: str, exc: grpc.aio.AioRpcError) -> PluginError:
+        exit_error = self.exit_error
+        if exit_error is not None:
+            return exit_error
+        detail = f"{exc.code().name}: {exc.details()}"
+        tls_error = self._dialed.tls_error()
+        if tls_error is not None:
+            return SecurityError(f"{what} of plugin {self.name!r} failed: {tls_error}")
+        return TransportError(f"{what} of plugin {self.name!r} at {self.endpoint} failed: {detail}")
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def _on_exit(self, future: asyncio.Future[int]) -> None:
+        if self._closing:
+            return
+        assert self._process is not None
+        log.error("%s", self._process.exit_error("unexpectedly"))
+
+    def _start_streams(
+        self, stdout: Callable[[bytes], object] | None, stderr: Callable[[bytes], object] | None
+    ) -> None:
+        """H05: the stdio stream and the broker stream, right after connecting."""
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(_copy_stdio(self.channel, stdout, stderr)))
+        self._tasks.append(loop.create_task(self.broker.run(self.channel)))
+
+    async def close(self) -> None:
+        """End the connection in bounded time (H06).
+
+        Launched: Shutdown (errors ignored, 1 s deadline), close the channel, wait up to 2 s for
+        the exit, SIGKILL, reap. Reattached: the same without reaping (not our child), and
+        nothing at all when the config says ``Test``. Direct: close the channel.
+        """
+        if self._closed:
+            return
+        self._closing = True
+        self._closed = True
+        if self.mode != "direct" and not self._test and not self.exited:
+            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.TimeoutError):
+                await asyncio.wait_for(
+                    controller.shutdown(self.channel, SHUTDOWN_TIMEOUT), SHUTDOWN_TIMEOUT + 0.5
+                )
+        self.broker.stop()
+        for task in self._tasks:
+            task.cancel()
+        await self._dialed.close()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        if self._process is not None:
+            if not await self._process.wait(KILL_WAIT):
+                log.warning(
+                    "plugin %r did not exit %g s after Shutdown; killing it", self.name, KILL_WAIT
+                )
+            await self._process.aclose()
+        elif self.mode == "reattached" and not self._test and self._pid:
+            await _kill_foreign(self._pid, KILL_WAIT)
+
+    async def __aenter__(self) -> PluginConnection:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<PluginConnection {self.name!r} v{self.version} {self.endpoint} tls={self.tls} "
+            f"pid={self.pid} {self.mode}>"
+        )
+
+
+class _Opening:
+    """What :func:`launch`, :func:`reattach` and :func:`connect` return: await it for a
+    connection, or use it as ``async with`` (which closes the connection on exit). It opens the
+    connection once, however it is used."""
+
+    def __init__(self, opener: Callable[[], Awaitable[PluginConnection]]) -> None:
+        self._opener = opener
+        self._task: asyncio.Future[PluginConnection] | None = None
+
+    def _open(self) -> asyncio.Future[PluginConnection]:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._opener())
+        return self._task
+
+    def __await__(self) -> Generator[Any, None, PluginConnection]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> PluginConnection:
+        return await self._open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._task is not None and self._task.done() and not self._task.exception():
+            await self._task.result().close()
+
+
+def launch(
+    cmd: Sequence[str] | str,
+    *,
+    handshake: Handshake,
+    versions: Sequence[int],
+    name: str | None = None,
+    env: Mapping[str, str] | None = None,
+    inherit_env: bool = True,
+    cwd: str | None = None,
+    auto_mtls: bool = True,
+    tls_backend: TLSBackendChoice = "auto",
+    start_timeout: float = 60.0,
+    min_port: int = 10000,
+    max_port: int = 25000,
+    unix_socket_dir: str | None = None,
+    unix_socket_group: str | None = None,
+    checksum: str | None = None,
+    stdout: StdioSink | None = None,
+    stderr: StdioSink | None = None,
+    logger: logging.Logger | None = None,
+    health_check: bool = True,
+) -> _Opening:
+    """Launch a plugin executable and connect to it (H01–H07, H09).
+
+    ``cmd`` is the argv (a string is one program with no arguments). The child gets the host's
+    environment (unless ``inherit_env=False``), then ``env``, then go-plugin's variables: the
+    magic cookie, ``PLUGIN_PROTOCOL_VERSIONS`` (``versions``), ``PLUGIN_MIN_PORT`` /
+    ``PLUGIN_MAX_PORT``, the socket dir/group when given and, with ``auto_mtls``, a fresh
+    certificate in ``PLUGIN_CLIENT_CERT``. The first stdout line is validated as go-plugin does;
+    the plugin's stderr lines become :mod:`logging` records on ``logger`` (default
+    ``rpcplugin.plugin.<name>``), and its ``GRPCStdio`` output goes to ``stdout``/``stderr``
+    (default: this process's own). ``checksum`` is the executable's SHA-256 (hex), checked
+    before it runs.
+    """
+    argv = [cmd] if isinstance(cmd, str) else list(cmd)
+    if not argv:
+        raise ConfigError("cmd", cmd, "a non-empty argv")
+    if not versions:
+        raise ConfigError("versions", versions, "at least one app protocol version")
+    plugin_name = name or os.path.basename(argv[0])
+
+    async def opener() -> PluginConnection:
+        return await _launch(
+            argv,
+            handshake=handshake,
+            versions=tuple(versions),
+            name=plugin_name,
+            env=env,
+            inherit_env=inherit_env,
+            cwd=cwd,
+            auto_mtls=auto_mtls,
+            tls_backend=tls_backend,
+            start_timeout=start_timeout,
+            min_port=min_port,
+            max_port=max_port,
+            unix_socket_dir=unix_socket_dir,
+            unix_socket_group=unix_socket_group,
+            checksum=checksum,
+            stdout=stdout,
+            stderr=stderr,
+            logger=logger or logging.getLogger(f"rpcplugin.plugin.{plugin_name}"),
+            health_check=health_check,
+        )
+
+    return _Opening(opener)
+
+
+async def _launch(
+    argv: list[str],
+    *,
+    handshake: Handshake,
+    versions: tuple[int, ...],
+    name: str,
+    env: Mapping[str, str] | None,
+    inherit_env: bool,
+    cwd: str | None,
+    auto_mtls: bool,
+    tls_backend: TLSBackendChoice,
+    start_timeout: float,
+    min_port: int,
+    max_port: int,
+    unix_socket_dir: str | None,
+    unix_socket_group: str | None,
+    checksum: str | None,
+    stdout: StdioSink | None,
+    stderr: StdioSink | None,
+    logger: logging.Logger,
+    health_check: bool,
+) -> PluginConnection:
+    started = time.monotonic()
+    if checksum is not None:
+        from .secure_config import verify_checksum
+
+        argv = [verify_checksum(argv[0], checksum, path=(env or os.environ).get("PATH")), *argv[1:]]
+    identity = None
+    if auto_mtls:
+        from . import mtls
+
+        identity = mtls.generate_certificate()
+    child_env: dict[str, str] = dict(os.environ) if inherit_env else {}
+    child_env.update(env or {})
+    child_env[handshake.cookie_key] = handshake.cookie_value
+    child_env["PLUGIN_MIN_PORT"] = str(min_port)
+    child_env["PLUGIN_MAX_PORT"] = str(max_port)
+    child_env["PLUGIN_PROTOCOL_VERSIONS"] = ",".join(str(v) for v in versions)
+    for key in (
+        "PLUGIN_CLIENT_CERT",
+        "PLUGIN_MULTIPLEX_GRPC",
+        "PLUGIN_UNIX_SOCKET_DIR",
+        "PLUGIN_UNIX_SOCKET_GROUP",
+    ):
+        child_env.pop(key, None)  # never leak our own host's settings into the child
+    if identity is not None:
+        child_env["PLUGIN_CLIENT_CERT"] = identity.cert_pem.decode("ascii")
+    if unix_socket_dir is not None:
+        child_env["PLUGIN_UNIX_SOCKET_DIR"] = unix_socket_dir
+    if unix_socket_group is not None:
+        child_env["PLUGIN_UNIX_SOCKET_GROUP"] = unix_socket_group
+
+    try:
+        process = await PluginProcess.start(
+            argv, env=child_env, cwd=cwd, on_stderr_line=_stderr_logger(logger, name)
+        )
+    except OSError as exc:
+        raise ConfigError(
+            "plugin command", argv[0], f"an executable that can run ({exc})"
+        ) from None
+    try:
+        raw = await process.first_line(start_timeout)
+        try:
+            line = HandshakeLine.parse(raw, host_versions=versions)
+        except HandshakeError as exc:
+            raise type(exc)(_with_tail(str(exc), process), exc.line) from None
+        endpoint = Endpoint(line.network, line.address)
+        if line.server_cert_der is not None and identity is None:
+            raise SecurityError(
+                f"plugin {name!r} announced a TLS certificate, but this host did not ask for "
+                "AutoMTLS (auto_mtls=False); refusing a connection it cannot verify"
+            )
+        if line.server_cert_der is None and identity is not None:
+            raise SecurityError(
+                f"plugin {name!r} announced no TLS certificate although AutoMTLS was requested "
+                "(PLUGIN_CLIENT_CERT was set); refusing to fall back to plaintext"
+            )
+        if line.multiplex:
+            raise HandshakeError(
+                f"plugin {name!r} wants a multiplexed broker, which this host did not ask for",
+                raw.decode("utf-8", "replace"),
+            )
+        if identity is not None:
+            assert line.server_cert_der is not None
+            dialed = await dial.automtls(endpoint, identity, line.server_cert_der, tls_backend)
+        else:
+            dialed = dial.plain(endpoint)
+        connection = PluginConnection(
+            name=name,
+            version=line.app_version,
+            endpoint=endpoint,
+            dialed=dialed,
+            process=process,
+            started=started,
+        )
+    except BaseException:
+        await process.aclose()
+        raise
+    try:
+        connection._start_streams(_sink(stdout, sys.stdout), _sink(stderr, sys.stderr))
+        if health_check:
+            await _ping_or_exit(connection, process)
+    except BaseException:
+        await connection.close()
+        raise
+    return connection
+
+
+async def _ping_or_exit(connection: PluginConnection, process: PluginProcess) -> None:
+    """Health-check a new plugin, reporting its exit (with stderr) if it dies meanwhile."""
+    ping = asyncio.ensure_future(connection.ping())
+    waiters: set[asyncio.Future[None] | asyncio.Future[int]] = {ping, process.exited}
+    done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    if ping in done:
+        ping.result()
+        return
+    ping.cancel()
+    with contextlib.suppress(BaseException):
+        await ping
+    await process._drain_stderr(0.5)
+    raise process.exit_error("right after its handshake")
+
+
+def reattach(
+    config: ReattachConfig | str | Mapping[str, Any],
+    *,
+    name: str | None = None,
+    versions: Sequence[int] | None = None,
+    health_check: bool = True,
+    stdout: StdioSink | None = None,
+    stderr: StdioSink | None = None,
+) -> _Opening:
+    """Attach to a plugin started elsewhere, from go-plugin's reattach JSON (§6.8; H08).
+
+    ``config`` is a :class:`ReattachConfig`, the JSON text, or its parsed object (a name→config
+    map such as ``TF_REATTACH_PROVIDERS``, or one config). Reattached connections are plaintext
+    (go-plugin exchanges no certificates when reattaching). ``close()`` asks the plugin to shut
+    down and SIGKILLs it after 2 s, unless the config says ``Test``, in which case it is left
+    alone. ``versions``, when given, must include the config's ``ProtocolVersion``.
+    """
+
+    async def opener() -> PluginConnection:
+        parsed = config if isinstance(config, ReattachConfig) else parse_reattach(config, name)
+        if parsed.pid is not None and not _pid_alive(parsed.pid):
+            raise PluginError(f"reattachment process not found: no process with pid {parsed.pid}")
+        version = parsed.protocol_version or (max(versions) if versions else 1)
+        if versions is not None and version not in versions:
+            raise HandshakeError(
+                f"reattach config has ProtocolVersion {version}, not one of {list(versions)}"
+            )
+        await _probe(parsed.endpoint)
+        connection = PluginConnection(
+            name=name or f"pid-{parsed.pid}",
+            version=version,
+            endpoint=parsed.endpoint,
+            dialed=dial.plain(parsed.endpoint),
+            pid=parsed.pid,
+            mode="reattached",
+            test=parsed.test,
+        )
+        await _connected(connection, stdout, stderr, health_check)
+        return connection
+
+    return _Opening(opener)
+
+
+def connect(
+    address: str,
+    *,
+    tls: TLSFiles | None = None,
+    tls_backend: TLSBackendChoice = "auto",
+    version: int = 1,
+    name: str | None = None,
+    health_check: bool = True,
+) -> _Opening:
+    """Dial a plugin server directly: ``unix:/path`` or ``host:port``, plaintext or TLS.
+
+    With ``tls``, the server is verified against ``tls.ca_file`` and, when ``cert_file`` and
+    ``key_file`` are given, we authenticate with them (mutual TLS). Closing only closes the
+    channel: a server we did not start is not ours to stop.
+    """
+
+    async def opener() -> PluginConnection:
+        endpoint = dial.parse_address(address)
+        dialed = (
+            await dial.with_files(endpoint, tls, tls_backend)
+            if tls is not None
+            else dial.plain(endpoint)
+        )
+        connection = PluginConnection(
+            name=name or address,
+            version=version,
+            endpoint=endpoint,
+            dialed=dialed,
+            mode="direct",
+        )
+        try:
+            if health_check:
+                await connection.ping()
+        except BaseException:
+            await connection.close()
+            raise
+        return connection
+
+    return _Opening(opener)
+
+
+async def _connected(
+    connection: PluginConnection,
+    stdout: StdioSink | None,
+    stderr: StdioSink | None,
+    health_check: bool,
+) -> None:
+    try:
+        connection._start_streams(_sink(stdout, sys.stdout), _sink(stderr, sys.stderr))
+        if health_check:
+            await connection.ping()
+    except BaseException:
+        connection._test = True  # a failed attach must not stop somebody else's plugin
+        await connection.close()
+        raise
+
+
+async def _probe(endpoint: Endpoint) -> None:
+    """go-plugin's reattach probe: connect and close."""
+    try:
+        if endpoint.network == "unix":
+            _, writer = await asyncio.wait_for(asyncio.open_unix_connection(endpoint.address), 5)
+        else:
+            host, _, port = endpoint.address.rpartition(":")
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 5)
+    except (TimeoutError, OSError) as exc:
+        raise TransportError(
+            f"reattachment process not found: cannot connect to {endpoint}: {exc}"
+        ) from None
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def _kill_foreign(pid: int, wait: float) -> None:
+    """Wait for a process that is not our child to exit; SIGKILL it after ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid):
+            return
+        await asyncio.sleep(0.05)
+    import signal
+
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _stderr_logger(logger: logging.Logger, name: str) -> Callable[[bytes], None]:
+    """H07: each plugin stderr line becomes a :mod:`logging` record; nothing here can raise."""
+
+    def on_line(raw: bytes) -> None:
+        entry = hclog.parse_line(raw.decode("utf-8", "replace"))
+        if not logger.isEnabledFor(entry.level):
+            return
+        extra = {"plugin": name, "plugin_fields": entry.fields}
+        if entry.module:
+            extra["plugin_module"] = entry.module
+        logger.log(entry.level, "%s", entry.message, extra=extra)
+
+    return on_line
+
+
+def _sink(sink: StdioSink | None, default: IO[str]) -> Callable[[bytes], object]:
+    target: StdioSink = default if sink is None else sink
+    if callable(target):
+        return target
+    stream = target
+
+    def write(data: bytes) -> None:
+        binary: Any = getattr(stream, "buffer", None)
+        if binary is None and "b" in getattr(stream, "mode", ""):
+            binary = stream
+        if binary is not None:
+            binary.write(data)
+        else:
+            text: Any = stream
+            text.write(data.decode("utf-8", "replace"))
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+    return write
+
+
+async def _copy_stdio(
+    channel: grpc.aio.Channel,
+    stdout: Callable[[bytes], object] | None,
+    stderr: Callable[[bytes], object] | None,
+) -> None:
+    """Copy the plugin's GRPCStdio stream to the sinks; tolerate plugins without it."""
+    method: grpc.aio.UnaryStreamMultiCallable[bytes, grpc_stdio_pb2.StdioData]
+    method = channel.unary_stream(
+        "/plugin.GRPCStdio/StreamStdio",
+        request_serializer=None,
+        response_deserializer=grpc_stdio_pb2.StdioData.FromString,
+    )
+    try:
+        async for chunk in method(b""):
+            if not isinstance(chunk, grpc_stdio_pb2.StdioData) or not chunk.data:
+                continue
+            sink = {
+                grpc_stdio_pb2.StdioData.STDOUT: stdout,
+                grpc_stdio_pb2.StdioData.STDERR: stderr,
+            }.get(chunk.channel)
+            if sink is not None:
+                try:
+                    sink(chunk.data)
+                except Exception:
+                    log.exception("plugin stdio sink failed")
+    except grpc.aio.AioRpcError as exc:
+        log.debug("plugin stdio stream ended: %s", exc.code().name)
+
+
+def _with_tail(message: str, process: PluginProcess) -> str:
+    tail = process.stderr_tail()
+    return message + (f"; last stderr lines:\n{tail}" if tail else "")
