@@ -2,9 +2,16 @@
 
 Plugin side: :func:`serve`. Host side: :func:`launch`, :func:`reattach`, :func:`connect`.
 Generated packages (``rpcplugin-gen``) import this runtime and nothing from the generator.
+
+Names are imported on first use, so a plugin does not pay for the host side (nor a host for
+the plugin side) when it starts.
 """
 
-from .dial import TLSFiles
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     ChecksumError,
     ConfigError,
@@ -17,10 +24,40 @@ from .errors import (
     VersionMismatchError,
 )
 from .handshake import Handshake, HandshakeLine
-from .host import PluginConnection, connect, launch, reattach
-from .process_guard import guard_stdout
-from .reattach import ReattachConfig, parse_reattach
-from .server import serve, serve_async
+
+if TYPE_CHECKING:
+    from .dial import TLSFiles
+    from .host import PluginConnection, connect, launch, reattach
+    from .process_guard import guard_stdout
+    from .reattach import ReattachConfig, parse_reattach
+    from .server import serve, serve_async
+
+_LAZY = {
+    "TLSFiles": "dial",
+    "PluginConnection": "host",
+    "connect": "host",
+    "launch": "host",
+    "reattach": "host",
+    "guard_stdout": "process_guard",
+    "ReattachConfig": "reattach",
+    "parse_reattach": "reattach",
+    "serve": "server",
+    "serve_async": "server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rpcplugin' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "ChecksumError",

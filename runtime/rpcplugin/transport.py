@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import socket
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -45,7 +43,11 @@ def socket_dir(configured: str | None) -> str:
     Checks that it exists and is writable, so the failure is one clear sentence rather than a
     bind error from deep inside gRPC.
     """
-    directory = configured or tempfile.gettempdir()
+    if configured is None:
+        import tempfile
+
+        configured = tempfile.gettempdir()
+    directory = configured
     if not os.path.isdir(directory):
         raise TransportError(f"unix socket directory {directory!r} does not exist")
     if not os.access(directory, os.W_OK | os.X_OK):
@@ -59,7 +61,7 @@ def socket_dir(configured: str | None) -> str:
 def new_unix_socket_path(directory: str, prefix: str = "plugin") -> str:
     """A fresh, unused socket path ``<directory>/<prefix><random>`` (nothing is created)."""
     for _ in range(100):
-        path = os.path.join(directory, f"{prefix}{secrets.randbelow(10**10):010d}")
+        path = os.path.join(directory, f"{prefix}{int.from_bytes(os.urandom(5)) % 10**10:010d}")
         if not os.path.lexists(path):
             if len(path.encode()) > MAX_UNIX_PATH:
                 raise TransportError(
@@ -137,5 +139,7 @@ def free_tcp_port(min_port: int | None, max_port: int | None, host: str = "127.0
 def private_dir(parent: str | None = None) -> str:
     """A fresh 0700 directory, for sockets only this process may reach (the TLS relay's
     plaintext side)."""
+    import tempfile
+
     with owner_only_umask():
         return tempfile.mkdtemp(prefix="rpcplugin-", dir=parent)
