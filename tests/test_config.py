@@ -1,0 +1,88 @@
+"""Every documented setting is read by ``PluginSettings.from_env`` and validated there."""
+
+from __future__ import annotations
+
+import pytest
+
+from rpcplugin.config import SETTINGS, PluginSettings
+from rpcplugin.errors import ConfigError
+
+# a value that changes the parsed settings, and the attribute that shows it
+EFFECTIVE: dict[str, tuple[dict[str, str], str, object]] = {
+    "PLUGIN_PROTOCOL_VERSIONS": (
+        {"PLUGIN_PROTOCOL_VERSIONS": "6, x,5"},
+        "protocol_versions",
+        (6, 5),
+    ),
+    "PLUGIN_MIN_PORT": (
+        {"PLUGIN_MIN_PORT": "12000", "PLUGIN_MAX_PORT": "12010"},
+        "min_port",
+        12000,
+    ),
+    "PLUGIN_MAX_PORT": (
+        {"PLUGIN_MIN_PORT": "12000", "PLUGIN_MAX_PORT": "12010"},
+        "max_port",
+        12010,
+    ),
+    "PLUGIN_CLIENT_CERT": ({"PLUGIN_CLIENT_CERT": "PEM"}, "client_cert_pem", "PEM"),
+    "PLUGIN_UNIX_SOCKET_DIR": ({"PLUGIN_UNIX_SOCKET_DIR": "/run/x"}, "unix_socket_dir", "/run/x"),
+    "PLUGIN_UNIX_SOCKET_GROUP": (
+        {"PLUGIN_UNIX_SOCKET_GROUP": "wheel"},
+        "unix_socket_group",
+        "wheel",
+    ),
+    "PLUGIN_MULTIPLEX_GRPC": ({"PLUGIN_MULTIPLEX_GRPC": "true"}, "multiplex_requested", True),
+    "RPCPLUGIN_TRANSPORT": ({"RPCPLUGIN_TRANSPORT": "tcp"}, "transport", "tcp"),
+    "RPCPLUGIN_TLS_BACKEND": ({"RPCPLUGIN_TLS_BACKEND": "openssl"}, "tls_backend", "openssl"),
+    "RPCPLUGIN_LOG_LEVEL": ({"RPCPLUGIN_LOG_LEVEL": "WARN"}, "log_level", "warn"),
+    "RPCPLUGIN_LOG_FORMAT": ({"RPCPLUGIN_LOG_FORMAT": "text"}, "log_format", "text"),
+    "RPCPLUGIN_STDIO_BUFFER": ({"RPCPLUGIN_STDIO_BUFFER": "4096"}, "stdio_buffer", 4096),
+    "RPCPLUGIN_PARENT_WATCH": ({"RPCPLUGIN_PARENT_WATCH": "off"}, "parent_watch", False),
+    "RPCPLUGIN_DEBUG": ({"RPCPLUGIN_DEBUG": "yes"}, "debug", True),
+}
+
+INVALID: dict[str, dict[str, str]] = {
+    "PLUGIN_MIN_PORT": {"PLUGIN_MIN_PORT": "70000", "PLUGIN_MAX_PORT": "70001"},
+    "PLUGIN_MAX_PORT": {"PLUGIN_MAX_PORT": "-1", "PLUGIN_MIN_PORT": "1"},
+    "PLUGIN_UNIX_SOCKET_DIR": {"PLUGIN_UNIX_SOCKET_DIR": "relative/dir"},
+    "RPCPLUGIN_TRANSPORT": {"RPCPLUGIN_TRANSPORT": "pipe"},
+    "RPCPLUGIN_TLS_BACKEND": {"RPCPLUGIN_TLS_BACKEND": "boringssl"},
+    "RPCPLUGIN_LOG_LEVEL": {"RPCPLUGIN_LOG_LEVEL": "loud"},
+    "RPCPLUGIN_LOG_FORMAT": {"RPCPLUGIN_LOG_FORMAT": "xml"},
+    "RPCPLUGIN_STDIO_BUFFER": {"RPCPLUGIN_STDIO_BUFFER": "lots"},
+    "RPCPLUGIN_PARENT_WATCH": {"RPCPLUGIN_PARENT_WATCH": "maybe"},
+    "RPCPLUGIN_DEBUG": {"RPCPLUGIN_DEBUG": "maybe"},
+}
+
+
+def test_every_setting_has_an_effect_test() -> None:
+    assert set(EFFECTIVE) == {s.name for s in SETTINGS}
+
+
+@pytest.mark.parametrize("name", sorted(EFFECTIVE))
+def test_setting_is_read(name: str) -> None:
+    env, attribute, expected = EFFECTIVE[name]
+    assert getattr(PluginSettings.from_env({}), attribute) != expected
+    assert getattr(PluginSettings.from_env(env), attribute) == expected
+
+
+@pytest.mark.parametrize("name", sorted(INVALID))
+def test_bad_value_names_the_setting(name: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        PluginSettings.from_env(INVALID[name])
+    message = str(caught.value)
+    assert message.startswith(name + "=") or name in message
+    assert "invalid" in message
+
+
+def test_port_range_needs_both_ends_and_order() -> None:
+    with pytest.raises(ConfigError, match="PLUGIN_MAX_PORT too"):
+        PluginSettings.from_env({"PLUGIN_MIN_PORT": "10000"})
+    with pytest.raises(ConfigError, match="must not exceed"):
+        PluginSettings.from_env({"PLUGIN_MIN_PORT": "20", "PLUGIN_MAX_PORT": "10"})
+
+
+def test_version_junk_is_kept_for_the_warning() -> None:
+    settings = PluginSettings.from_env({"PLUGIN_PROTOCOL_VERSIONS": "a,,2,b"})
+    assert settings.protocol_versions == (2,)
+    assert settings.protocol_version_junk == ("a", "b")
