@@ -28,16 +28,19 @@ HANDSHAKE_TIMEOUT = 10.0
 class _Pump(asyncio.Protocol):
     """One side of a relayed connection; forwards what it receives to its partner."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_made: Callable[[_Pump], None] | None = None) -> None:
         self.transport: asyncio.Transport | None = None
         self.partner: _Pump | None = None
         self._pending: list[bytes] = []
         self._eof_pending = False
+        self._on_made = on_made
         self.closed = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if self._on_made is not None:
+            self._on_made(self)
 
     def attach(self, partner: _Pump) -> None:
         """Pair with the other side and flush anything that arrived before it existed."""
@@ -140,12 +143,15 @@ class TLSTerminator:
         return Endpoint("tcp", f"{host}:{bound[1]}")
 
     def _accept(self) -> _Pump:
-        downstream = _Pump()
+        # an SSL transport calls connection_made only once the TLS handshake (and so the
+        # client certificate check) has succeeded: only then is gRPC's socket dialed
+        return _Pump(on_made=self._handshake_done)
+
+    def _handshake_done(self, downstream: _Pump) -> None:
         self._state.connections.add(downstream)
         task = asyncio.get_running_loop().create_task(self._connect_upstream(downstream))
         downstream.closed.add_done_callback(lambda _: self._state.connections.discard(downstream))
         task.add_done_callback(_log_task_failure)
-        return downstream
 
     async def _connect_upstream(self, downstream: _Pump) -> None:
         loop = asyncio.get_running_loop()
