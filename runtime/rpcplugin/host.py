@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import os
 import sys
@@ -602,7 +603,10 @@ def _sink(sink: StdioSink | None, default: IO[str]) -> Callable[[bytes], object]
 
     def write(data: bytes) -> None:
         binary: Any = getattr(stream, "buffer", None)
-        if binary is None and "b" in getattr(stream, "mode", ""):
+        if binary is None and (
+            isinstance(stream, io.RawIOBase | io.BufferedIOBase)
+            or "b" in getattr(stream, "mode", "")
+        ):
             binary = stream
         if binary is not None:
             binary.write(data)
