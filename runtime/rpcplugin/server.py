@@ -196,6 +196,9 @@ async def _serve(
             *versions[version],
         )
     )
+    # before anything exists that SIGTERM's default action would leave behind (the socket)
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGTERM, running.stop.set)
     running.endpoint = await _listen(server, settings, tls, running)
     running.tls = "off" if tls is None else tls.backend
     await server.start()
@@ -214,8 +217,6 @@ async def _serve(
         )
         process_guard.write_handshake(line.format())
         capture(stdio_buffer)
-    with contextlib.suppress(NotImplementedError):
-        loop.add_signal_handler(signal.SIGTERM, running.stop.set)
     log.debug(
         "plugin serving",
         extra={
