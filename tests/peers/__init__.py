@@ -1,0 +1,1 @@
+"""Test peers written in Python (the conformance plugin); the Go ones live in ``tests/go``."""
