@@ -1,0 +1,181 @@
+"""``rpcplugin-gen PROTO... -o OUT``: generate a typed plugin package, keep the servicer in step.
+
+One run: protoc parses every input once, in process; the output package is generated in memory;
+nothing is written unless everything succeeded; ``OUT/servicer.py`` is written only if absent
+and is otherwise only checked for drift (or appended to, with ``--add-stubs``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+from google.protobuf.compiler import plugin_pb2
+
+from . import __version__, codegen, compiler, output, scaffold
+from .errors import GenerationError
+from .plugin_settings import Overrides
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    protos: Sequence[str]
+    out: Path
+    include: Sequence[str]
+    overrides: Overrides
+    servicer: bool = True
+    add_stubs: bool = False
+    check: bool = False
+    force: bool = False
+    quiet: bool = False
+
+
+def run(options: Options) -> int:
+    """Generate (or ``check``); return the exit status. Raises :class:`GenerationError`."""
+    include = list(options.include) or ["."]
+    compiled = compiler.compile_protos(options.protos, include)
+
+    def locate(name: str) -> str:
+        for directory in include:
+            candidate = os.path.join(directory, name)
+            if os.path.exists(candidate):
+                return os.path.normpath(candidate)
+        return name
+
+    request = plugin_pb2.CodeGeneratorRequest(
+        file_to_generate=[f.name for f in compiled.descriptors.file if compiler.is_local(f.name)],
+        proto_file=compiled.descriptors.file,
+    )
+    generated = codegen.generate(request, compiled.python, options.overrides, locate=locate)
+    change = output.plan(options.out, generated.files, force=options.force)
+
+    servicer_path = options.out / scaffold.FILE_NAME
+    drift = scaffold.Drift()
+    added: list[str] = []
+    if generated.package is not None:
+        if servicer_path.exists():
+            source = servicer_path.read_text(encoding="utf-8")
+            drift = scaffold.drift(source, generated.package)
+            if options.add_stubs and drift:
+                updated, added = scaffold.append_stubs(source, generated.package)
+                if added:
+                    change.write.append(
+                        codegen.OutputFile(scaffold.FILE_NAME, updated, "create-only")
+                    )
+                    drift = scaffold.drift(updated, generated.package)
+        elif options.servicer:
+            content = scaffold.render(generated.package)
+            change.write.append(codegen.OutputFile(scaffold.FILE_NAME, content, "create-only"))
+            added.append(f"{servicer_path} (new; yours to edit)")
+
+    say = (lambda text: None) if options.quiet else (lambda text: click.echo(text, err=True))
+    if options.check:
+        problems = [f"{options.out / f.path}: missing or out of date" for f in change.write]
+        problems += [f"{options.out / p}: stale (no proto generates it)" for p in change.delete]
+        problems += change.blocked
+        problems += [f"{servicer_path}: {finding}" for finding in drift.findings]
+        for problem in problems:
+            click.echo(problem, err=True)
+        if problems:
+            click.echo(f"rpcplugin-gen --check: {options.out} is not up to date", err=True)
+            return 1
+        say(f"rpcplugin-gen --check: {options.out} is up to date")
+        return 0
+
+    output.apply(change)
+    written = [f.path for f in change.write]
+    say(
+        f"rpcplugin-gen: {options.out}: {len(written)} written, {len(change.delete)} removed, "
+        f"{change.unchanged} unchanged"
+    )
+    for line in added:
+        say(f"  + {line}")
+    if drift:
+        click.echo(f"{servicer_path} has drifted from the protos:", err=True)
+        for finding in drift.findings:
+            click.echo(f"  {finding}", err=True)
+    return 0
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("protos", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output package directory (created if missing; must be importable as a package).",
+)
+@click.option(
+    "-I",
+    "--proto-path",
+    "include",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="Directory to search for imports (repeatable; default: the current directory).",
+)
+@click.option("--cookie-key", help="Magic cookie key (overrides the proto option).")
+@click.option("--cookie-value", help="Magic cookie value (overrides the proto option).")
+@click.option(
+    "--protocol-version",
+    type=click.IntRange(min=1),
+    help="App protocol version of every service (overrides option and package suffix).",
+)
+@click.option("--name", help="Plugin name used in logs.")
+@click.option(
+    "--servicer/--no-servicer",
+    default=True,
+    show_default=True,
+    help="Write OUT/servicer.py, the skeleton you edit, if it does not exist.",
+)
+@click.option("--add-stubs", is_flag=True, help="Append stubs for new RPCs/services to servicer.py.")
+@click.option(
+    "--check", is_flag=True, help="Write nothing; exit 1 if output is stale or servicer.py drifted."
+)
+@click.option("--force", is_flag=True, help="Overwrite hand-edited generated files.")
+@click.option("-q", "--quiet", is_flag=True, help="Only print problems.")
+@click.version_option(__version__, prog_name="rpcplugin-gen")
+def main(
+    protos: tuple[str, ...],
+    out: Path,
+    include: tuple[str, ...],
+    cookie_key: str | None,
+    cookie_value: str | None,
+    protocol_version: int | None,
+    name: str | None,
+    servicer: bool,
+    add_stubs: bool,
+    check: bool,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Generate a typed go-plugin plugin package from PROTO files.
+
+    OUT gets, per proto: message modules (_pb2.py/.pyi) and, for services, a _rpc.py module
+    with a Protocol, a servicer base, a typed client and a plugin binding; plugin.py and
+    __main__.py for the package; and servicer.py, the skeleton you fill in (written once).
+    """
+    options = Options(
+        protos=protos,
+        out=out,
+        include=include,
+        overrides=Overrides(cookie_key, cookie_value, protocol_version, name),
+        servicer=servicer,
+        add_stubs=add_stubs,
+        check=check,
+        force=force,
+        quiet=quiet,
+    )
+    try:
+        status = run(options)
+    except GenerationError as exc:
+        if exc.location is not None:
+            click.echo(f"{exc.location}: error: {exc.message}", err=True)
+        else:
+            click.echo(f"rpcplugin-gen: error: {exc.message}", err=True)
+        sys.exit(1)
+    sys.exit(status)

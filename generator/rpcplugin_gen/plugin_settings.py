@@ -1,0 +1,120 @@
+"""Handshake settings of each service: magic cookie, app protocol version, plugin name.
+
+Precedence, highest first: the generator's flags (``--cookie-key`` …, or protoc plugin options),
+the service's ``option (rpcplugin.options.service)``, the file's
+``option (rpcplugin.options.plugin)``, then defaults:
+
+- version: the number in a ``vN`` or ``…pluginN`` last package component (``kv.v2`` → 2,
+  ``tfplugin6`` → 6), else 1;
+- cookie: derived from the package without that version component (``kv.v1`` and ``kv.v2`` →
+  ``kv``), so every major version of a service family, and every service of one package, share
+  the cookie. Key ``KV_PLUGIN_COOKIE``, value a SHA-256 hex digest: stable, and distinct per
+  family. (Deriving it from the service name instead would give two services in one package two
+  cookies, and one plugin process has exactly one.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from google.protobuf import descriptor_pb2
+
+# Imported before any descriptor is parsed, so the options extensions are known to the parser.
+from rpcplugin.protos import rpcplugin_options_pb2 as ext
+
+from .errors import GenerationError, Location
+
+_VERSION_SUFFIX = re.compile(r"^(?:v|.*plugin)(\d+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """Settings given on the command line (or as protoc plugin options); ``None`` = not given."""
+
+    cookie_key: str | None = None
+    cookie_value: str | None = None
+    protocol_version: int | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PluginSettings:
+    """The resolved handshake of one service."""
+
+    cookie_key: str
+    cookie_value: str
+    version: int
+    name: str | None
+
+
+def package_version(package: str) -> int | None:
+    """``kv.v2`` → 2, ``tfplugin6`` → 6, ``kv`` → None."""
+    match = _VERSION_SUFFIX.match(package.rsplit(".", 1)[-1]) if package else None
+    return int(match[1]) if match else None
+
+
+def family(package: str, service: str) -> str:
+    """The package without its version: ``kv.v1`` → ``kv``, ``tfplugin6`` → ``tfplugin``."""
+    if not package:
+        return service
+    head, _, last = package.rpartition(".")
+    match = _VERSION_SUFFIX.match(last)
+    if not match:
+        return package
+    if last.startswith("v") and last[1:].isdigit():
+        return head or service
+    return ".".join(filter(None, [head, last[: -len(match[1])]]))
+
+
+def default_cookie(package: str, service: str) -> tuple[str, str]:
+    """The derived cookie key and value of a service family."""
+    stem = family(package, service)
+    word = re.sub(r"[^A-Za-z0-9]+", "_", stem).strip("_").upper() or "RPCPLUGIN"
+    key = f"{word}_COOKIE" if word.endswith("PLUGIN") else f"{word}_PLUGIN_COOKIE"
+    value = hashlib.sha256(f"rpcplugin:{stem}".encode()).hexdigest()
+    return key, value
+
+
+def _file_options(file: descriptor_pb2.FileDescriptorProto) -> ext.PluginOptions | None:
+    options = file.options
+    return options.Extensions[ext.plugin] if options.HasExtension(ext.plugin) else None
+
+
+def _service_options(
+    service: descriptor_pb2.ServiceDescriptorProto,
+) -> ext.PluginOptions | None:
+    options = service.options
+    return options.Extensions[ext.service] if options.HasExtension(ext.service) else None
+
+
+def resolve(
+    file: descriptor_pb2.FileDescriptorProto,
+    service: descriptor_pb2.ServiceDescriptorProto,
+    overrides: Overrides,
+    location: Location,
+) -> PluginSettings:
+    """The settings of ``service`` declared in ``file``."""
+    layers = [o for o in (_service_options(service), _file_options(file)) if o is not None]
+    key, value = default_cookie(file.package, service.name)
+    version = package_version(file.package) or 1
+    name: str | None = None
+    for layer in reversed(layers):  # file first, then service on top
+        key = layer.cookie_key or key
+        value = layer.cookie_value or value
+        if layer.HasField("protocol_version"):
+            version = layer.protocol_version
+        name = layer.name or name
+    key = overrides.cookie_key or key
+    value = overrides.cookie_value or value
+    version = overrides.protocol_version if overrides.protocol_version is not None else version
+    name = overrides.name or name
+    if version < 1:
+        raise GenerationError(f"service {service.name}: protocol version must be ≥ 1", location)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        raise GenerationError(
+            f"service {service.name}: cookie key {key!r} is not a valid environment variable name",
+            location,
+        )
+    return PluginSettings(cookie_key=key, cookie_value=value, version=version, name=name)

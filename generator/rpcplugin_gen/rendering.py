@@ -1,0 +1,105 @@
+"""The jinja2 environment (one per run, templates compiled once) and its formatting helpers.
+
+Generated code is emitted pre-formatted: ``ruff format`` (line length 100) leaves it unchanged,
+so no formatter runs at generation time. The helpers below make the two layout decisions a
+formatter would: a signature or call that fits in 100 columns stays on one line, anything
+longer is exploded one item per line with a trailing comma (which formatters keep exploded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jinja2
+
+LINE_LENGTH = 100
+
+
+def environment() -> jinja2.Environment:
+    """The environment for one generator run."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("rpcplugin_gen.templates", "."),
+        autoescape=False,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals.update(signature=signature, call=call, docstring=docstring, import_line=import_line)
+    return env
+
+
+def signature(
+    indent: str, head: str, params: Sequence[str], returns: str, stub: bool = False
+) -> str:
+    """``{indent}{head}(params) -> returns:`` (``: ...`` when ``stub``), laid out like ruff.
+
+    One line if it fits; else the parameters on one indented line if they fit; else one
+    parameter per line with a trailing comma.
+    """
+    end = ": ..." if stub else ":"
+    return _bracketed(indent, head, params, f") -> {returns}{end}")
+
+
+def call(indent: str, head: str, args: Sequence[str]) -> str:
+    """``{indent}{head}(args)``, laid out like :func:`signature`."""
+    return _bracketed(indent, head, args, ")")
+
+
+def _bracketed(indent: str, head: str, items: Sequence[str], close: str) -> str:
+    joined = ", ".join(items)
+    line = f"{indent}{head}({joined}{close}"
+    if len(line) <= LINE_LENGTH:
+        return line
+    if len(indent) + 4 + len(joined) <= LINE_LENGTH and len(indent) + len(close) <= LINE_LENGTH:
+        return f"{indent}{head}(\n{indent}    {joined}\n{indent}{close}"
+    inner = "".join(f"{indent}    {item},\n" for item in items)
+    return f"{indent}{head}(\n{inner}{indent}{close}"
+
+
+def docstring(text: str, indent: str) -> str:
+    """A docstring literal at ``indent``, laid out as ``ruff format`` would leave it."""
+    body = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"').strip()
+    if not body:
+        return ""
+    lines = body.split("\n")
+    if body.endswith('"'):
+        lines[-1] += " "
+    if len(lines) == 1:
+        return f'{indent}"""{lines[0]}"""'
+    rest = "".join(f"\n{indent}{line}" if line else "\n" for line in lines[1:])
+    return f'{indent}"""{lines[0]}{rest}\n{indent}"""'
+
+
+def relative_import(from_package: Sequence[str], target: Sequence[str]) -> tuple[str, str]:
+    """``(from_part, name)`` to import module ``target`` from package ``from_package``.
+
+    Both are paths inside the output package: ``("acme","svc","v1")`` importing
+    ``("acme","common","v1","common_pb2")`` → ``("...common.v1", "common_pb2")``.
+    """
+    *target_package, name = target
+    common = 0
+    while (
+        common < min(len(from_package), len(target_package))
+        and from_package[common] == target_package[common]
+    ):
+        common += 1
+    dots = "." * (len(from_package) - common + 1)
+    return dots + ".".join(target_package[common:]), name
+
+
+def import_line(
+    from_package: Sequence[str], target: Sequence[str], local: bool, alias: str | None = None
+) -> str:
+    """An import statement for a module: relative if it is in the output package."""
+    if local:
+        module, name = relative_import(from_package, target)
+    else:
+        module, name = ".".join(target[:-1]), target[-1]
+    suffix = f" as {alias}" if alias and alias != name else ""
+    return f"from {module} import {name}{suffix}"
+
+
+def render(env: jinja2.Environment, template: str, **context: Any) -> str:
+    return env.get_template(template).render(**context)

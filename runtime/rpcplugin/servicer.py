@@ -1,0 +1,192 @@
+"""The server side of generated code: servicer objects become gRPC handlers.
+
+A servicer is any object with one method per RPC, in the shape of the generated ``typing.Protocol``:
+
+- unary: ``async def get(self, request, /) -> Reply``
+- server stream: ``def list(self, request, /) -> AsyncIterator[Reply]`` (an async generator)
+- client stream: ``async def upload(self, requests: AsyncIterator[Req], /) -> Reply``
+- bidi: ``def chat(self, requests: AsyncIterator[Req], /) -> AsyncIterator[Reply]``
+
+There is no ``context`` parameter: :func:`current_call` returns the ``grpc.aio.ServicerContext``
+of the call being handled (metadata, peer, deadline, ``abort``).
+
+Errors a handler raises become gRPC statuses: ``context.abort()`` passes through;
+:class:`Unimplemented` becomes ``UNIMPLEMENTED``; anything else is logged and becomes ``UNKNOWN``
+with the exception's message.
+
+:class:`Service` turns a servicer into a ``grpc.GenericRpcHandler`` (what ``rpcplugin.serve``
+takes per version); :class:`PluginBinding` adds what a plugin process and its host must agree on:
+the magic cookie and the app protocol version.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Final, Generic, NoReturn, TypeVar, final
+
+import grpc
+import grpc.aio
+
+from .calls import ChannelLike, Method, RpcKind
+from .handshake import Handshake
+
+__all__ = [
+    "PluginBinding",
+    "Service",
+    "Unimplemented",
+    "current_call",
+]
+
+_log = logging.getLogger("rpcplugin.servicer")
+
+ImplT = TypeVar("ImplT")
+ClientT = TypeVar("ClientT")
+
+ServicerContext = grpc.aio.ServicerContext[Any, Any]
+
+_current: contextvars.ContextVar[ServicerContext] = contextvars.ContextVar("rpcplugin_current_call")
+
+
+class Unimplemented(Exception):
+    """Raise to answer ``UNIMPLEMENTED``; generated servicer bases raise it for every RPC."""
+
+    def __init__(self, method: str = "") -> None:
+        super().__init__(f"method {method} is not implemented" if method else "not implemented")
+        self.method = method
+
+
+def current_call() -> ServicerContext:
+    """The ``grpc.aio.ServicerContext`` of the RPC being handled by the calling task.
+
+    Raises ``LookupError`` outside a handler.
+    """
+    try:
+        return _current.get()
+    except LookupError:
+        raise LookupError("current_call() is only available while handling an RPC") from None
+
+
+async def _fail(context: ServicerContext, method: Method[Any, Any], exc: Exception) -> NoReturn:
+    """Turn an exception out of a handler into a status (always raises)."""
+    if isinstance(exc, grpc.aio.AbortError):
+        raise exc
+    if isinstance(exc, Unimplemented):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, str(exc))
+    _log.error("%s failed", method.path, exc_info=exc)
+    await context.abort(grpc.StatusCode.UNKNOWN, str(exc) or type(exc).__name__)
+
+
+def _check(method: Method[Any, Any], attr: str, reply: object) -> object:
+    if not isinstance(reply, method.response_type):
+        raise TypeError(
+            f"{attr}() returned {type(reply).__name__}, "
+            f"expected {method.response_type.DESCRIPTOR.full_name}"
+        )
+    return reply
+
+
+def _unary(method: Method[Any, Any], attr: str, fn: Callable[[Any], Any]) -> Any:
+    async def handle(request: Any, context: ServicerContext) -> Any:
+        token = _current.set(context)
+        try:
+            return _check(method, attr, await fn(request))
+        except Exception as exc:
+            await _fail(context, method, exc)
+        finally:
+            _current.reset(token)
+
+    return handle
+
+
+def _streaming(method: Method[Any, Any], attr: str, fn: Callable[[Any], Any]) -> Any:
+    async def handle(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
+        token = _current.set(context)
+        try:
+            async for reply in fn(request):
+                yield _check(method, attr, reply)
+        except Exception as exc:
+            await _fail(context, method, exc)
+        finally:
+            _current.reset(token)
+
+    return handle
+
+
+_HANDLER_FACTORIES: Final = {
+    RpcKind.UNARY: (_unary, grpc.unary_unary_rpc_method_handler),
+    RpcKind.SERVER_STREAM: (_streaming, grpc.unary_stream_rpc_method_handler),
+    RpcKind.CLIENT_STREAM: (_unary, grpc.stream_unary_rpc_method_handler),
+    RpcKind.BIDI_STREAM: (_streaming, grpc.stream_stream_rpc_method_handler),
+}
+
+
+@final
+class Service(Generic[ImplT]):
+    """A gRPC service: its full name and its methods, keyed by the servicer attribute name."""
+
+    __slots__ = ("methods", "name")
+
+    def __init__(self, name: str, methods: Mapping[str, Method[Any, Any]]) -> None:
+        self.name: Final = name
+        self.methods: Final = dict(methods)
+        for attr, method in self.methods.items():
+            if method.path != f"/{name}/{method.name}":
+                raise ValueError(f"{attr}: {method.path} is not a method of {name}")
+
+    def handler(self, impl: ImplT) -> grpc.GenericRpcHandler:
+        """The gRPC handler serving ``impl``'s methods; pass it to ``rpcplugin.serve``."""
+        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+        for attr, method in self.methods.items():
+            wrap, make = _HANDLER_FACTORIES[method.kind]
+            handlers[method.name] = make(
+                wrap(method, attr, getattr(impl, attr)),
+                request_deserializer=method.request_type.FromString,
+                response_serializer=method.response_type.SerializeToString,
+            )
+        return grpc.method_handlers_generic_handler(self.name, handlers)
+
+    def __repr__(self) -> str:
+        return f"Service({self.name!r})"
+
+
+@final
+class PluginBinding(Generic[ImplT, ClientT]):
+    """One service as a go-plugin plugin: the service, its handshake and app protocol version.
+
+    Generated as ``XPlugin`` next to the ``X`` protocol, ``XServicer`` base and ``XClient``.
+    The plugin side calls :meth:`handler`; the host side launches with :attr:`handshake` and
+    :attr:`version` and wraps the connection with :meth:`client`.
+    """
+
+    __slots__ = ("_client", "handshake", "service", "version")
+
+    def __init__(
+        self,
+        service: Service[ImplT],
+        *,
+        cookie_key: str,
+        cookie_value: str,
+        version: int,
+        client: Callable[[ChannelLike], ClientT],
+    ) -> None:
+        self.service: Final = service
+        self.handshake: Final = Handshake(cookie_key=cookie_key, cookie_value=cookie_value)
+        self.version: Final = version
+        self._client = client
+
+    def handler(self, impl: ImplT) -> grpc.GenericRpcHandler:
+        """The gRPC handler serving ``impl``."""
+        return self.service.handler(impl)
+
+    def versions(self, impl: ImplT) -> dict[int, list[grpc.GenericRpcHandler]]:
+        """``{version: [handler]}``: the ``versions=`` argument of ``rpcplugin.serve``."""
+        return {self.version: [self.handler(impl)]}
+
+    def client(self, channel: ChannelLike) -> ClientT:
+        """The typed client on a channel or a launched plugin connection."""
+        return self._client(channel)
+
+    def __repr__(self) -> str:
+        return f"PluginBinding({self.service.name!r}, version={self.version})"
