@@ -37,7 +37,7 @@ from .errors import (
     SecurityError,
     TransportError,
 )
-from .handshake import Handshake, HandshakeLine
+from .handshake import MAX_LINE_BYTES, Handshake, HandshakeLine
 from .plugin_process import PluginProcess
 from .protos import grpc_stdio_pb2
 from .reattach import ReattachConfig, parse_reattach
@@ -380,6 +380,13 @@ async def _launch(
     try:
         raw = await process.first_line(start_timeout)
         try:
+            if len(raw) >= MAX_LINE_BYTES:
+                # the line splitter hands over 64 KiB pieces of longer lines: never parse a piece
+                raise HandshakeError(
+                    f"the plugin's handshake line is {MAX_LINE_BYTES} bytes or longer; go-plugin "
+                    "reads it with a 64 KiB line scanner and rejects it",
+                    raw[:200].decode("utf-8", "replace"),
+                )
             line = HandshakeLine.parse(raw, host_versions=versions)
         except HandshakeError as exc:
             raise type(exc)(_with_tail(str(exc), process), exc.line) from None
