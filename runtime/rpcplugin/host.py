@@ -18,6 +18,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
@@ -47,6 +48,11 @@ log = logging.getLogger("rpcplugin.host")
 
 StdioSink = Callable[[bytes], object] | IO[bytes] | IO[str]
 """Where ``GRPCStdio`` output goes: a callable taking bytes, or a binary or text file."""
+
+_GRPC_TLS_FAILURE = re.compile(
+    r"(tls|ssl) handshake failed|SSL_ERROR|CERTIFICATE_VERIFY_FAILED|TSI_PROTOCOL_FAILURE", re.I
+)
+"""How grpcio's own TLS reports a failed handshake in an UNAVAILABLE status's details."""
 
 KILL_WAIT = 2.0
 """Seconds a plugin gets to exit after Shutdown before it is SIGKILLed (go-plugin's value)."""
@@ -153,6 +159,11 @@ class PluginConnection:
         tls_error = self._dialed.tls_error()
         if tls_error is not None:
             return SecurityError(f"{what} of plugin {self.name!r} failed: {tls_error}")
+        if self.tls == "grpc" and _GRPC_TLS_FAILURE.search(exc.details() or ""):
+            return SecurityError(
+                f"{what} of plugin {self.name!r} at {self.endpoint} failed in the TLS handshake "
+                f"(grpcio): {detail}"
+            )
         return TransportError(f"{what} of plugin {self.name!r} at {self.endpoint} failed: {detail}")
 
     # -- lifecycle -----------------------------------------------------------------------
