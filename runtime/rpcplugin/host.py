@@ -188,11 +188,18 @@ class PluginConnection:
         the exit, SIGKILL, reap. Reattached: the same without reaping (not our child), and
         nothing at all when the config says ``Test``. Direct: close the channel.
         """
+        await self._close(graceful=True)
+
+    async def _close(self, *, graceful: bool) -> None:
+        """``graceful=False`` (a launch that failed): SIGKILL a launched plugin at once, as
+        go-plugin does when ``Start`` fails, instead of Shutdown and a 2 s wait."""
         if self._closed:
             return
         self._closing = True
         self._closed = True
-        if self.mode != "direct" and not self._test and not self.exited:
+        if not graceful and self._process is not None:
+            self._process.kill()
+        if graceful and self.mode != "direct" and not self._test and not self.exited:
             with contextlib.suppress(grpc.aio.AioRpcError, asyncio.TimeoutError):
                 await asyncio.wait_for(
                     controller.shutdown(self.channel, SHUTDOWN_TIMEOUT), SHUTDOWN_TIMEOUT + 0.5
@@ -438,7 +445,7 @@ async def _launch(
         if health_check:
             await _ping_or_exit(connection, process)
     except BaseException:
-        await connection.close()
+        await connection._close(graceful=False)
         raise
     return connection
 
