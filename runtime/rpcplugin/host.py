@@ -54,6 +54,8 @@ _GRPC_TLS_FAILURE = re.compile(
 )
 """How grpcio's own TLS reports a failed handshake in an UNAVAILABLE status's details."""
 
+EXIT_NOTICE_WAIT = 0.25
+"""Seconds a failed call waits for a launched plugin's exit before calling it a transport error."""
 KILL_WAIT = 2.0
 """Seconds a plugin gets to exit after Shutdown before it is SIGKILLed (go-plugin's value)."""
 SHUTDOWN_TIMEOUT = 1.0
@@ -147,6 +149,10 @@ class PluginConnection:
         try:
             status = await health.check(self.channel, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
+            if self._process is not None and exc.code() == grpc.StatusCode.UNAVAILABLE:
+                # a dying plugin's connection drop can be seen before its exit is: give the
+                # exit watcher a moment so the error carries the exit status and stderr
+                await self._process.wait(EXIT_NOTICE_WAIT)
             raise self._rpc_failure("health check", exc) from None
         if status != health.SERVING:
             raise PluginError(f"plugin {self.name!r} reports health status {status}, not SERVING")
