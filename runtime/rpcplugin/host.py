@@ -19,6 +19,8 @@ import io
 import logging
 import os
 import re
+import socket
+import stat
 import sys
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
@@ -223,6 +225,7 @@ class PluginConnection:
                     "plugin %r did not exit %g s after Shutdown; killing it", self.name, KILL_WAIT
                 )
             await self._process.aclose()
+            _remove_stale_socket(self.endpoint)
         elif self.mode == "reattached" and not self._test and self._pid:
             await _kill_foreign(self._pid, KILL_WAIT)
 
@@ -401,6 +404,7 @@ async def _launch(
         raise ConfigError(
             "plugin command", argv[0], f"an executable that can run ({exc})"
         ) from None
+    endpoint: Endpoint | None = None
     try:
         raw = await process.first_line(start_timeout)
         try:
@@ -445,6 +449,7 @@ async def _launch(
         )
     except BaseException:
         await process.aclose()
+        _remove_stale_socket(endpoint)
         raise
     try:
         connection._start_streams(_sink(stdout, sys.stdout), _sink(stderr, sys.stderr))
@@ -586,6 +591,29 @@ async def _probe(endpoint: Endpoint) -> None:
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
+
+
+def _remove_stale_socket(endpoint: Endpoint | None) -> None:
+    """Remove a reaped plugin's unix socket if nobody listens on it any more: a plugin that was
+    SIGKILLed or crashed cannot remove it itself."""
+    if endpoint is None or endpoint.network != "unix":
+        return
+    try:
+        if not stat.S_ISSOCK(os.lstat(endpoint.address).st_mode):
+            return
+    except OSError:
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)
+    try:
+        probe.connect(endpoint.address)
+    except ConnectionRefusedError:
+        with contextlib.suppress(OSError):
+            os.unlink(endpoint.address)
+    except OSError:
+        pass  # somebody still listens there (or may): not ours to remove
+    finally:
+        probe.close()
 
 
 def _pid_alive(pid: int) -> bool:
