@@ -75,12 +75,20 @@ class _Names:
             line = rendering.import_line((), path, module.local, self.aliases[path])
             source, _, names = line.removeprefix("from ").partition(" import ")
             (local if module.local else external).setdefault(source, []).append(names)
-        lines = [f"from {m} import {', '.join(sorted(n))}" for m, n in sorted(external.items())]
+        lines = [line for m, n in sorted(external.items()) for line in _combined(m, n)]
         if lines:
             lines.append("")
         lines.append("from . import plugin")
-        lines += [f"from {m} import {', '.join(sorted(n))}" for m, n in sorted(local.items())]
+        lines += [line for m, n in sorted(local.items()) for line in _combined(m, n)]
         return lines
+
+
+def _combined(module: str, names: list[str]) -> list[str]:
+    """isort's layout: plain names share one line, each aliased name gets its own."""
+    plain = sorted(n for n in names if " as " not in n)
+    aliased = sorted(n for n in names if " as " in n)
+    lines = [f"from {module} import {', '.join(plain)}"] if plain else []
+    return lines + [f"from {module} import {n}" for n in aliased]
 
 
 def _signature(names: _Names, rpc: Rpc) -> tuple[str, str, str]:
