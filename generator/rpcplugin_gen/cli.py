@@ -132,7 +132,7 @@ def run(options: Options) -> int:
     show_default=True,
     help="Write OUT/servicer.py, the skeleton you edit, if it does not exist.",
 )
-@click.option("--add-stubs", is_flag=True, help="Append stubs for new RPCs/services to servicer.py.")
+@click.option("--add-stubs", is_flag=True, help="Append stubs for new RPCs to servicer.py.")
 @click.option(
     "--check", is_flag=True, help="Write nothing; exit 1 if output is stale or servicer.py drifted."
 )

@@ -8,11 +8,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc.aio
-from google.protobuf import empty_pb2
-
 from app.gen.sample import plugin
 from app.gen.sample.acme.common.v1 import common_pb2
 from app.gen.sample.acme.svc.v1 import svc_pb2, svc_rpc
+from google.protobuf import empty_pb2
 
 
 async def client_mistakes(channel: grpc.aio.Channel) -> None:

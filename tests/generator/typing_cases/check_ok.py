@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc.aio
-import rpcplugin
-from google.protobuf import empty_pb2, struct_pb2, wrappers_pb2
-from rpcplugin.servicer import current_call
-
 from app.gen.sample import plugin
 from app.gen.sample.acme.common.v1 import common_pb2
 from app.gen.sample.acme.svc.v1 import svc_pb2, svc_rpc
+from google.protobuf import empty_pb2, struct_pb2, wrappers_pb2
+
+import rpcplugin
+from rpcplugin.servicer import current_call
 
 
 class Store(svc_rpc.GreeterServicer):
