@@ -72,7 +72,10 @@ class StdioBuffer:
         with self._lock:
             self._generation += 1
             generation = self._generation
-            self._waiter = (asyncio.get_running_loop(), event)
+            previous, self._waiter = self._waiter, (asyncio.get_running_loop(), event)
+        if previous is not None:  # wake the reader we replace, so that it ends
+            with contextlib.suppress(RuntimeError):
+                previous[0].call_soon_threadsafe(previous[1].set)
         try:
             while True:
                 for chunk in self._take():
