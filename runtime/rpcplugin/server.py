@@ -329,8 +329,27 @@ def _add_port(
         raise TransportError(f"cannot listen on {endpoint}")
 
 
+class _QuietCancelledCalls(logging.Filter):
+    """Drop grpcio's report of each in-flight call it cancels when the server stops.
+
+    grpcio logs those at ERROR with a ``CancelledError`` traceback ("Exception not handled by
+    _handle_exceptions in servicer method ..."); after ``Shutdown`` that is the expected end of
+    every open call (the host's StreamStdio and StartStream streams at least), not an error.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith("Exception not handled by _handle_exceptions"):
+            return True
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (
+            isinstance(exc, asyncio.CancelledError) or message.rstrip().endswith("CancelledError")
+        )
+
+
 async def _cleanup(running: _Running) -> None:
     if running.server is not None:
+        logging.getLogger("grpc._cython.cygrpc").addFilter(_QuietCancelledCalls())
         with contextlib.suppress(Exception):
             await running.server.stop(SHUTDOWN_GRACE)
     if running.relay is not None:
