@@ -32,6 +32,18 @@ def guard_stdout() -> None:
     os.dup2(2, 1)
 
 
+def release_stdout() -> None:
+    """Undo :func:`guard_stdout` before any handshake was written: debug mode prints its
+    reattach JSON to the real stdout (the developer's terminal), not to stderr."""
+    global _handshake_fd
+    if _handshake_fd is None or _handshake_fd < 0:
+        return
+    sys.stdout.flush()
+    os.dup2(_handshake_fd, 1)
+    os.close(_handshake_fd)
+    _handshake_fd = None
+
+
 def write_handshake(line: str) -> None:
     """Write the handshake line to the real stdout in one ``write`` and close it there."""
     global _handshake_fd

@@ -109,6 +109,8 @@ def serve(
     if not debug:
         process_guard.guard_stdout()
         process_guard.ignore_sigint()
+    else:
+        process_guard.release_stdout()  # a guard the caller set up would hide the reattach JSON
     code = asyncio.run(serve_async(handshake, versions, name=name))
     sys.stdout.flush()
     sys.exit(code)
