@@ -1,0 +1,83 @@
+"""What every suite shares in one run: options, paths, the peers that could be installed."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import prep
+from .stats import Results
+
+SUBJECTS = {
+    "floor": "bare grpcio floor",
+    "ours": "rpcplugin (ours)",
+    "ours-typed": "ours, generated client",
+    "ours-gen": "ours, generated plugin",
+    "pyvider": "pyvider-rpcplugin 0.5.5",
+}
+
+
+@dataclass
+class Counts:
+    """Iteration counts; ``--smoke`` shrinks them all to seconds."""
+
+    cold_rounds: int = 12
+    rss_settle: float = 0.3
+    call_rounds: int = 8
+    unary_calls: int = 300
+    inflight_calls: int = 1280
+    inflight: int = 64
+    stream_msgs: int = 2000
+    stream_size: int = 1024
+    import_rounds: int = 15
+    importtime_runs: int = 5
+    gen_rounds_typical: int = 5
+    gen_rounds_synth: int = 3
+    synth_files: int = 40
+    go_rounds: int = 8
+    warmup: int = 1
+    """Unrecorded rounds first (hosts, page cache and channels warm up)."""
+
+    @classmethod
+    def smoke(cls) -> Counts:
+        return cls(
+            cold_rounds=1,
+            rss_settle=0.05,
+            call_rounds=1,
+            unary_calls=20,
+            inflight_calls=64,
+            inflight=16,
+            stream_msgs=50,
+            import_rounds=1,
+            importtime_runs=1,
+            gen_rounds_typical=1,
+            gen_rounds_synth=1,
+            synth_files=2,
+            go_rounds=1,
+            warmup=0,
+        )
+
+
+@dataclass
+class Context:
+    counts: Counts
+    pb_dir: Path
+    socket_dir: Path
+    scratch: Path
+    results: Results = field(default_factory=Results)
+    pyvider: prep.Venv | None = None
+    bp2c: prep.Venv | None = None
+    typed_client: tuple[str, Path] | None = None
+    """``("module:Class", sys.path entry)`` of the generated client, once the generator exists."""
+    generated_plugin: Path | None = None
+    """A generated plugin package's directory (run as ``python -m``), once the generator exists."""
+    generator_problem: str | None = None
+    log: Path | None = None
+
+    @property
+    def python(self) -> str:
+        return sys.executable
+
+    def say(self, text: str) -> None:
+        print(f"[bench] {text}", file=sys.stderr, flush=True)
