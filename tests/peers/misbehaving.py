@@ -45,6 +45,8 @@ Modes
     announce certificate A, serve TLS with certificate B (same profile).
 ``no-tls``
     serve plaintext and announce no certificate although ``PLUGIN_CLIENT_CERT`` is set.
+``plaintext-with-cert``
+    announce a certificate but serve plaintext.
 ``fork-holder before CODE`` / ``fork-holder after``
     start ``sleep 30`` (own session) inheriting stdout and stderr, then exit CODE before the
     handshake, or behave (and exit on Shutdown) leaving it behind holding both pipes.
@@ -266,7 +268,7 @@ class Plugin:
         curve = os.environ.get("MISBEHAVE_CURVE", "secp256r1")
         announced: Cert | None = None
         credentials: grpc.ServerCredentials | None = None
-        if client_pem and mode != "no-tls":
+        if client_pem and mode not in ("no-tls", "plaintext-with-cert"):
             served = make_cert(curve)
             announced = make_cert(curve) if mode == "swap-cert" else served
             credentials = grpc.ssl_server_credentials(
@@ -274,7 +276,7 @@ class Plugin:
                 root_certificates=client_pem.encode(),
                 require_client_auth=True,
             )
-        elif mode == "unasked-cert":
+        elif mode in ("unasked-cert", "plaintext-with-cert"):
             announced = make_cert(curve)
 
         server = grpc.aio.server(options=OPTIONS)
