@@ -92,7 +92,7 @@ class HclogFormatter(logging.Formatter):
             message += "\n" + self.formatException(record.exc_info)
         if not self.json_lines:
             text = f"[{level_name(record.levelno).upper()}] {record.name}: {message}"
-            return text.replace("\n", "\\n")[:MAX_LINE]
+            return _clip(text.replace("\n", "\\n"), MAX_LINE)
         entry: dict[str, Any] = {
             "@level": level_name(record.levelno),
             "@message": message,
@@ -103,10 +103,18 @@ class HclogFormatter(logging.Formatter):
             if key not in _RECORD_ATTRS and not key.startswith("_"):
                 entry[key] = value if isinstance(value, (str, int, float, bool)) else str(value)
         line = json.dumps(entry, ensure_ascii=False, default=str)
-        if len(line) > MAX_LINE:
-            entry["@message"] = message[: MAX_LINE // 2] + "... (truncated)"
-            line = json.dumps(entry, ensure_ascii=False, default=str)[:MAX_LINE]
+        if len(line.encode("utf-8", "backslashreplace")) > MAX_LINE:
+            entry["@message"] = _clip(message, MAX_LINE // 2) + "... (truncated)"
+            line = _clip(json.dumps(entry, ensure_ascii=False, default=str), MAX_LINE)
         return line
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8 (the host's line buffer counts bytes)."""
+    data = text.encode("utf-8", "backslashreplace")
+    if len(data) <= limit:
+        return text
+    return data[:limit].decode("utf-8", "ignore")
 
 
 @dataclass(frozen=True, slots=True)
