@@ -228,17 +228,21 @@ class PluginProcess:
                     self.handshake_at = time.monotonic()
                 self._stdout += data
 
-    def read_handshake(self, timeout: float = HANDSHAKE_TIMEOUT) -> Handshake:
-        """Wait for the first stdout line and parse it; fail with the plugin's stderr."""
+    def read_line(self, timeout: float = HANDSHAKE_TIMEOUT) -> bytes:
+        """The next stdout line (with its newline); fail with the plugin's stderr."""
         self._read_stdout(lambda: b"\n" in self._stdout, timeout)
         if b"\n" not in self._stdout:
             state = "exited " + str(self.proc.poll()) if self.proc.poll() is not None else "running"
             raise AssertionError(
-                f"no handshake line within {timeout} s (plugin {state}); stdout so far "
+                f"no stdout line within {timeout} s (plugin {state}); stdout so far "
                 f"{self._stdout!r}\nstderr:\n{self.stderr_text()}"
             )
         line, _, self._stdout = self._stdout.partition(b"\n")
-        self.hs = Handshake.parse(line + b"\n")
+        return line + b"\n"
+
+    def read_handshake(self, timeout: float = HANDSHAKE_TIMEOUT) -> Handshake:
+        """Wait for the first stdout line and parse it as the handshake."""
+        self.hs = Handshake.parse(self.read_line(timeout))
         return self.hs
 
     def read_rest_of_stdout(self, timeout: float) -> bytes:
