@@ -39,7 +39,10 @@ from .health import HealthService
 from .stdio import StdioBuffer, StdioService, capture
 
 if TYPE_CHECKING:
+    from .auth import Authenticator
+    from .metrics import Metrics
     from .mtls import CertificateAndKey
+    from .rate_limit import RateLimit
 
 from .transport import (
     Endpoint,
@@ -95,12 +98,21 @@ def serve(
     versions: Mapping[int, Sequence[grpc.GenericRpcHandler]],
     *,
     name: str | None = None,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    rate_limit: RateLimit | None = None,
+    auth: Authenticator | None = None,
+    metrics: Metrics | None = None,
 ) -> NoReturn:
     """Serve as a go-plugin plugin until the host stops us, then exit the process.
 
     ``versions`` maps each app protocol version this plugin speaks to the gRPC handlers it
     serves for that version. Exit status: 0 after a normal shutdown; 1 wrong magic cookie; 2 bad
     setting; 3 unusable ``PLUGIN_CLIENT_CERT``; 4 no listener could be created.
+
+    Operations (docs/operations.md): ``rate_limit`` (:class:`rpcplugin.rate_limit.RateLimit`,
+    else ``RPCPLUGIN_RATE_LIMIT``), ``auth`` (an :data:`rpcplugin.auth.Authenticator` checked
+    before every servicer), ``metrics`` (:class:`rpcplugin.metrics.Metrics`, else
+    ``RPCPLUGIN_METRICS``) and the app's own ``grpc.aio`` ``interceptors`` (innermost).
     """
     try:
         debug = parse_bool(os.environ, "RPCPLUGIN_DEBUG", False)
@@ -111,7 +123,17 @@ def serve(
         process_guard.ignore_sigint()
     else:
         process_guard.release_stdout()  # a guard the caller set up would hide the reattach JSON
-    code = asyncio.run(serve_async(handshake, versions, name=name))
+    code = asyncio.run(
+        serve_async(
+            handshake,
+            versions,
+            name=name,
+            interceptors=interceptors,
+            rate_limit=rate_limit,
+            auth=auth,
+            metrics=metrics,
+        )
+    )
     sys.stdout.flush()
     sys.exit(code)
 
@@ -122,6 +144,10 @@ async def serve_async(
     *,
     name: str | None = None,
     env: Mapping[str, str] | None = None,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    rate_limit: RateLimit | None = None,
+    auth: Authenticator | None = None,
+    metrics: Metrics | None = None,
 ) -> int:
     """The body of :func:`serve` in an existing event loop; returns the exit status."""
     env = os.environ if env is None else env
@@ -144,7 +170,19 @@ async def serve_async(
 
     running = _Running()
     try:
-        return await _serve(handshake, versions, settings, plugin_name, running)
+        from . import server_interceptors
+
+        chain, active_metrics = server_interceptors.build(
+            settings,
+            plugin=plugin_name,
+            interceptors=interceptors,
+            rate_limit=rate_limit,
+            auth=auth,
+            metrics=metrics,
+        )
+        return await _serve(
+            handshake, versions, settings, plugin_name, running, chain, active_metrics
+        )
     except SecurityError as exc:
         _fatal(str(exc))
         return EXIT_TLS
@@ -167,6 +205,8 @@ async def _serve(
     settings: PluginSettings,
     plugin_name: str,
     running: _Running,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    metrics: Metrics | None = None,
 ) -> int:
     started = time.monotonic()
     if settings.protocol_version_junk:
@@ -186,7 +226,7 @@ async def _serve(
     tls = None if settings.debug else _tls_plan(settings)
     loop = asyncio.get_running_loop()
     stdio_buffer = StdioBuffer(settings.stdio_buffer)
-    server = grpc.aio.server(options=GRPC_OPTIONS)
+    server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=list(interceptors) or None)
     running.server = server
     health = HealthService()
     server.add_generic_rpc_handlers(
@@ -228,6 +268,8 @@ async def _serve(
             "startup_ms": round((time.monotonic() - started) * 1000, 1),
         },
     )
+    if metrics is not None:
+        metrics.plugin_started(plugin_name, time.monotonic() - started, side="server")
     watcher = None
     if settings.parent_watch and not settings.debug:
         watcher = loop.create_task(process_guard.watch_parent(running.stop.set))
@@ -276,7 +318,8 @@ async def _listen(
         from . import mtls
         from .tls_relay import TLSTerminator
 
-        inner_dir = private_dir(settings.unix_socket_dir)
+        # checked first, so that a missing or unusable directory gets its one-line message
+        inner_dir = private_dir(socket_dir(settings.unix_socket_dir))
         running.dirs.append(inner_dir)
         inner = os.path.join(inner_dir, "grpc.sock")
         _add_port(server, Endpoint("unix", inner), None)

@@ -141,5 +141,9 @@ def private_dir(parent: str | None = None) -> str:
     plaintext side)."""
     import tempfile
 
-    with owner_only_umask():
-        return tempfile.mkdtemp(prefix="rpcplugin-", dir=parent)
+    try:
+        with owner_only_umask():
+            return tempfile.mkdtemp(prefix="rpcplugin-", dir=parent)
+    except OSError as exc:
+        where = parent or tempfile.gettempdir()
+        raise TransportError(f"cannot create a directory in {where!r}: {exc.strerror}") from None
