@@ -107,7 +107,7 @@ def run(options: Options) -> int:
     "-o",
     "--out",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     help="Output package directory (created if missing; must be importable as a package).",
 )
 @click.option(

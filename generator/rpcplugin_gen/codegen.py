@@ -159,8 +159,8 @@ def generate(
             body = rendering.render(env, "rpc_module.py.j2", **_rpc_module(proto))
             output.add(f"{prefix}{proto.rpc_module.name}.py", stamp(body, [proto.name]))
 
+    _add_init_files(output, ancestors=package_files)
     if package_files:
-        _add_init_files(output)
         output.add("py.typed", "", "create-only")
         services = [s for m in output.models for s in m.services]
         if services:
@@ -172,11 +172,16 @@ def generate(
     return output
 
 
-def _add_init_files(output: Output) -> None:
-    directories = {""}
+def _add_init_files(output: Output, *, ancestors: bool) -> None:
+    """An empty ``__init__.py`` beside every generated module; with ``ancestors``, up to the root.
+
+    Without ``ancestors`` (``buf generate`` with ``strategy: directory``) each run adds only its
+    own directory's, so no two runs emit the same file.
+    """
+    directories = {""} if ancestors else set()
     for path in list(output.files):
         parts = path.split("/")[:-1]
-        for depth in range(1, len(parts) + 1):
+        for depth in range(1 if ancestors else len(parts), len(parts) + 1):
             directories.add("/".join(parts[:depth]))
     for directory in sorted(directories):
         output.add(f"{directory}/__init__.py" if directory else "__init__.py", "", "create-only")

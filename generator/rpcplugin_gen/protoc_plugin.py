@@ -7,7 +7,8 @@ write-once rule lives in the CLI.
 
 Options (``--rpcplugin_opt=key=value,...`` or buf's ``opt:``): ``cookie_key``, ``cookie_value``,
 ``protocol_version``, ``name`` (as the CLI flags), and ``package=false`` to leave out the
-package-level files (``__init__.py`` chain, ``py.typed``, ``plugin.py``, ``__main__.py``).
+package-level files (``py.typed``, ``plugin.py``, ``__main__.py``, and the ``__init__.py`` of
+directories above the generated modules).
 
 With ``buf generate``, use ``strategy: all``: the package-level ``plugin.py`` lists every service,
 which a per-directory run cannot see. Under ``strategy: directory`` set ``package=false``; each
