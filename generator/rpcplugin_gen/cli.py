@@ -72,7 +72,10 @@ def run(options: Options) -> int:
             change.write.append(codegen.OutputFile(scaffold.FILE_NAME, content, "create-only"))
             added.append(f"{servicer_path} (new; yours to edit)")
 
-    say = (lambda text: None) if options.quiet else (lambda text: click.echo(text, err=True))
+    def say(text: str) -> None:
+        if not options.quiet:
+            click.echo(text, err=True)
+
     if options.check:
         problems = [f"{options.out / f.path}: missing or out of date" for f in change.write]
         problems += [f"{options.out / p}: stale (no proto generates it)" for p in change.delete]
