@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rpcplugin.config import SETTINGS, PluginSettings
+from rpcplugin.config import SETTINGS, ConnectSettings, PluginSettings
 from rpcplugin.errors import ConfigError
 
 # a value that changes the parsed settings, and the attribute that shows it
@@ -39,6 +39,25 @@ EFFECTIVE: dict[str, tuple[dict[str, str], str, object]] = {
     "RPCPLUGIN_STDIO_BUFFER": ({"RPCPLUGIN_STDIO_BUFFER": "4096"}, "stdio_buffer", 4096),
     "RPCPLUGIN_PARENT_WATCH": ({"RPCPLUGIN_PARENT_WATCH": "off"}, "parent_watch", False),
     "RPCPLUGIN_DEBUG": ({"RPCPLUGIN_DEBUG": "yes"}, "debug", True),
+    "RPCPLUGIN_RATE_LIMIT": ({"RPCPLUGIN_RATE_LIMIT": "2.5"}, "rate_limit", 2.5),
+    "RPCPLUGIN_RATE_BURST": (
+        {"RPCPLUGIN_RATE_LIMIT": "5", "RPCPLUGIN_RATE_BURST": "7"},
+        "rate_burst",
+        7,
+    ),
+    "RPCPLUGIN_METRICS": ({"RPCPLUGIN_METRICS": "auto"}, "metrics", "auto"),
+}
+
+# host-side settings, read by ConnectSettings.from_env (rpcplugin.retry.RetryPolicy.from_env)
+HOST_EFFECTIVE: dict[str, tuple[dict[str, str], str, object]] = {
+    "RPCPLUGIN_CONNECT_ATTEMPTS": ({"RPCPLUGIN_CONNECT_ATTEMPTS": "4"}, "attempts", 4),
+    "RPCPLUGIN_CONNECT_BACKOFF": ({"RPCPLUGIN_CONNECT_BACKOFF": "0.5"}, "backoff", 0.5),
+    "RPCPLUGIN_CONNECT_MAX_BACKOFF": (
+        {"RPCPLUGIN_CONNECT_MAX_BACKOFF": "7"},
+        "max_backoff",
+        7.0,
+    ),
+    "RPCPLUGIN_CONNECT_DEADLINE": ({"RPCPLUGIN_CONNECT_DEADLINE": "30"}, "deadline", 30.0),
 }
 
 INVALID: dict[str, dict[str, str]] = {
@@ -52,11 +71,40 @@ INVALID: dict[str, dict[str, str]] = {
     "RPCPLUGIN_STDIO_BUFFER": {"RPCPLUGIN_STDIO_BUFFER": "lots"},
     "RPCPLUGIN_PARENT_WATCH": {"RPCPLUGIN_PARENT_WATCH": "maybe"},
     "RPCPLUGIN_DEBUG": {"RPCPLUGIN_DEBUG": "maybe"},
+    "RPCPLUGIN_RATE_LIMIT": {"RPCPLUGIN_RATE_LIMIT": "0"},
+    "RPCPLUGIN_RATE_BURST": {"RPCPLUGIN_RATE_LIMIT": "5", "RPCPLUGIN_RATE_BURST": "0.5"},
+    "RPCPLUGIN_METRICS": {"RPCPLUGIN_METRICS": "prometheus"},
+}
+
+HOST_INVALID: dict[str, dict[str, str]] = {
+    "RPCPLUGIN_CONNECT_ATTEMPTS": {"RPCPLUGIN_CONNECT_ATTEMPTS": "0"},
+    "RPCPLUGIN_CONNECT_BACKOFF": {"RPCPLUGIN_CONNECT_BACKOFF": "-1"},
+    "RPCPLUGIN_CONNECT_MAX_BACKOFF": {
+        "RPCPLUGIN_CONNECT_BACKOFF": "3",
+        "RPCPLUGIN_CONNECT_MAX_BACKOFF": "1",
+    },
+    "RPCPLUGIN_CONNECT_DEADLINE": {"RPCPLUGIN_CONNECT_DEADLINE": "soon"},
 }
 
 
 def test_every_setting_has_an_effect_test() -> None:
-    assert set(EFFECTIVE) == {s.name for s in SETTINGS}
+    assert set(EFFECTIVE) | set(HOST_EFFECTIVE) == {s.name for s in SETTINGS}
+    assert not set(EFFECTIVE) & set(HOST_EFFECTIVE)
+
+
+@pytest.mark.parametrize("name", sorted(HOST_EFFECTIVE))
+def test_host_setting_is_read(name: str) -> None:
+    env, attribute, expected = HOST_EFFECTIVE[name]
+    assert getattr(ConnectSettings.from_env({}), attribute) != expected
+    assert getattr(ConnectSettings.from_env(env), attribute) == expected
+
+
+@pytest.mark.parametrize("name", sorted(HOST_INVALID))
+def test_bad_host_value_names_the_setting(name: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        ConnectSettings.from_env(HOST_INVALID[name])
+    assert name in str(caught.value)
+    assert "invalid" in str(caught.value)
 
 
 @pytest.mark.parametrize("name", sorted(EFFECTIVE))

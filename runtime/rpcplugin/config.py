@@ -8,6 +8,7 @@ table of every setting (docs/configuration.md mirrors it, and a test keeps the t
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from .handshake import parse_version_list
 LogFormat = Literal["json", "text"]
 TLSBackend = Literal["auto", "openssl", "grpc"]
 Network = Literal["unix", "tcp"]
+MetricsChoice = Literal["off", "auto", "otel"]
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
 
@@ -115,6 +117,54 @@ SETTINGS: tuple[Setting, ...] = (
         "Exit when the host process dies (true/false). Always off in debug mode.",
     ),
     Setting(
+        "RPCPLUGIN_RATE_LIMIT",
+        "user",
+        "(unset)",
+        "Calls per second the plugin's own services accept on average (a token bucket; "
+        "decimals allowed). Over it a call fails with RESOURCE_EXHAUSTED. Health, controller, "
+        "stdio and broker calls are never limited. Unset: no limit.",
+    ),
+    Setting(
+        "RPCPLUGIN_RATE_BURST",
+        "user",
+        "the rate, rounded up",
+        "Calls the token bucket lets through at once after a quiet spell (its size). Needs "
+        "RPCPLUGIN_RATE_LIMIT.",
+    ),
+    Setting(
+        "RPCPLUGIN_METRICS",
+        "user",
+        "off",
+        "'off'; 'auto': OpenTelemetry metrics and spans for every call when the opentelemetry "
+        "package is installed; 'otel': the same, and an error if it is not installed.",
+    ),
+    Setting(
+        "RPCPLUGIN_CONNECT_ATTEMPTS",
+        "user",
+        "1",
+        "Host side, rpcplugin.connect()/reattach() without retry=: attempts to reach a plugin "
+        "server before giving up (1: no retry).",
+    ),
+    Setting(
+        "RPCPLUGIN_CONNECT_BACKOFF",
+        "user",
+        "0.1",
+        "Host side: seconds of the first wait between attempts; each wait is random between 0 "
+        "and this doubled per failure (full jitter).",
+    ),
+    Setting(
+        "RPCPLUGIN_CONNECT_MAX_BACKOFF",
+        "user",
+        "2",
+        "Host side: the longest wait between two attempts, in seconds.",
+    ),
+    Setting(
+        "RPCPLUGIN_CONNECT_DEADLINE",
+        "user",
+        "10",
+        "Host side: seconds after which connecting gives up, whatever attempts are left.",
+    ),
+    Setting(
         "RPCPLUGIN_DEBUG",
         "user",
         "false",
@@ -144,6 +194,9 @@ class PluginSettings:
     stdio_buffer: int = 1 << 20
     parent_watch: bool = True
     debug: bool = False
+    rate_limit: float | None = None
+    rate_burst: int | None = None
+    metrics: MetricsChoice = "off"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PluginSettings:
@@ -183,6 +236,16 @@ class PluginSettings:
             ("unix", "tcp"),
             "tcp" if sys.platform == "win32" else "unix",
         )
+        rate_limit = _optional_float(env, "RPCPLUGIN_RATE_LIMIT", low=0.001, high=1e9)
+        rate_burst = _int(env, "RPCPLUGIN_RATE_BURST", 0, low=1, high=1 << 30) or None
+        if rate_burst is not None and rate_limit is None:
+            raise ConfigError(
+                "RPCPLUGIN_RATE_BURST",
+                env.get("RPCPLUGIN_RATE_BURST"),
+                "set RPCPLUGIN_RATE_LIMIT too",
+            )
+        if rate_limit is not None and rate_burst is None:
+            rate_burst = max(1, math.ceil(rate_limit))
         return cls(
             protocol_versions=versions,
             protocol_version_junk=junk,
@@ -199,6 +262,41 @@ class PluginSettings:
             stdio_buffer=_int(env, "RPCPLUGIN_STDIO_BUFFER", 1 << 20, low=0, high=1 << 30),
             parent_watch=parse_bool(env, "RPCPLUGIN_PARENT_WATCH", True),
             debug=parse_bool(env, "RPCPLUGIN_DEBUG", False),
+            rate_limit=rate_limit,
+            rate_burst=rate_burst,
+            metrics=_choice(env, "RPCPLUGIN_METRICS", ("off", "auto", "otel"), "off"),  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectSettings:
+    """The host-side ``RPCPLUGIN_CONNECT_*`` settings (read by
+    :meth:`rpcplugin.retry.RetryPolicy.from_env`)."""
+
+    attempts: int = 1
+    backoff: float = 0.1
+    max_backoff: float = 2.0
+    deadline: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ConnectSettings:
+        """Parse and validate the settings from ``env`` (default: ``os.environ``)."""
+        env = os.environ if env is None else env
+        backoff = _float(env, "RPCPLUGIN_CONNECT_BACKOFF", 0.1, low=0.0, high=3600.0)
+        max_backoff = _float(
+            env, "RPCPLUGIN_CONNECT_MAX_BACKOFF", max(2.0, backoff), low=0.0, high=3600.0
+        )
+        if max_backoff < backoff:
+            raise ConfigError(
+                "RPCPLUGIN_CONNECT_MAX_BACKOFF",
+                env.get("RPCPLUGIN_CONNECT_MAX_BACKOFF"),
+                f"must be at least RPCPLUGIN_CONNECT_BACKOFF={backoff:g}",
+            )
+        return cls(
+            attempts=_int(env, "RPCPLUGIN_CONNECT_ATTEMPTS", 1, low=1, high=1000),
+            backoff=backoff,
+            max_backoff=max_backoff,
+            deadline=_float(env, "RPCPLUGIN_CONNECT_DEADLINE", 10.0, low=0.001, high=86400.0),
         )
 
 
@@ -247,6 +345,24 @@ def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int
         raise ConfigError(name, raw, f"a whole number from {low} to {high}") from None
     if not low <= value <= high:
         raise ConfigError(name, raw, f"a whole number from {low} to {high}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, low: float, high: float) -> float:
+    value = _optional_float(env, name, low=low, high=high)
+    return default if value is None else value
+
+
+def _optional_float(env: Mapping[str, str], name: str, *, low: float, high: float) -> float | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(name, raw, f"a number from {low:g} to {high:g}") from None
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ConfigError(name, raw, f"a number from {low:g} to {high:g}")
     return value
 
 
