@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from .tls_relay import TLSOriginator
 
 TLSBackendChoice = Literal["auto", "openssl", "grpc"]
+Interceptors = Sequence[grpc.aio.ClientInterceptor]
 
 CHANNEL_OPTIONS: tuple[tuple[str, int | str], ...] = (
     ("grpc.max_send_message_length", -1),
@@ -57,9 +59,12 @@ class Dialed:
             shutil.rmtree(self.relay_dir, ignore_errors=True)
 
 
-def plain(endpoint: Endpoint) -> Dialed:
+def plain(endpoint: Endpoint, interceptors: Interceptors = ()) -> Dialed:
     """A plaintext channel."""
-    return Dialed(grpc.aio.insecure_channel(endpoint.grpc_target, options=CHANNEL_OPTIONS), "off")
+    channel = grpc.aio.insecure_channel(
+        endpoint.grpc_target, options=CHANNEL_OPTIONS, interceptors=list(interceptors) or None
+    )
+    return Dialed(channel, "off")
 
 
 async def automtls(
@@ -67,6 +72,7 @@ async def automtls(
     identity: CertificateAndKey,
     peer_cert_der: bytes,
     backend: TLSBackendChoice = "auto",
+    interceptors: Interceptors = (),
 ) -> Dialed:
     """A mutually authenticated channel to a plugin that announced ``peer_cert_der``: present
     ``identity``, trust exactly the announced certificate, server name ``localhost``."""
@@ -81,8 +87,10 @@ async def automtls(
             private_key=identity.key_pem,
             certificate_chain=identity.cert_pem,
         )
-        return Dialed(_secure(endpoint.grpc_target, credentials, mtls.SERVER_NAME), "grpc")
-    return await _relayed(endpoint, mtls.client_ssl_context(identity, peer_pem), mtls.SERVER_NAME)
+        channel = _secure(endpoint.grpc_target, credentials, mtls.SERVER_NAME, interceptors)
+        return Dialed(channel, "grpc")
+    context = mtls.client_ssl_context(identity, peer_pem)
+    return await _relayed(endpoint, context, mtls.SERVER_NAME, interceptors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,23 +105,32 @@ class TLSFiles:
 
 
 async def with_files(
-    endpoint: Endpoint, files: TLSFiles, backend: TLSBackendChoice = "auto"
+    endpoint: Endpoint,
+    files: TLSFiles,
+    backend: TLSBackendChoice = "auto",
+    interceptors: Interceptors = (),
 ) -> Dialed:
-    """A TLS channel for a direct connection, verified against ``files.ca_file``."""
+    """A TLS channel for a direct connection, verified against ``files.ca_file``; a warning is
+    logged when the CA or our certificate expires within 30 days."""
     ca = _read(files.ca_file, "CA certificate")
     cert = _read(files.cert_file, "client certificate") if files.cert_file else None
     key = _read(files.key_file, "client key") if files.key_file else None
     if (cert is None) != (key is None):
         raise ConfigError("TLSFiles", files, "give both cert_file and key_file, or neither")
     from . import mtls
+    from .certs import warn_if_expiring
 
     ca_cert = mtls.load_pem_certificate(ca, source=files.ca_file)
+    warn_if_expiring(ca_cert, source=f"CA certificate {files.ca_file}")
+    if cert is not None:
+        own = mtls.load_pem_certificate(cert, source=str(files.cert_file))
+        warn_if_expiring(own, source=f"client certificate {files.cert_file}")
     server_name = files.server_name or _host_of(endpoint)
     if _use_grpc(backend, mtls.grpc_can_verify(ca_cert), mtls.key_description(ca_cert)):
         credentials = grpc.ssl_channel_credentials(
             root_certificates=ca, private_key=key, certificate_chain=cert
         )
-        return Dialed(_secure(endpoint.grpc_target, credentials, server_name), "grpc")
+        return Dialed(_secure(endpoint.grpc_target, credentials, server_name, interceptors), "grpc")
     import ssl
 
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=ca.decode("ascii"))
@@ -121,7 +138,7 @@ async def with_files(
     context.set_alpn_protocols(["h2"])
     if files.cert_file and files.key_file:
         context.load_cert_chain(files.cert_file, files.key_file)
-    return await _relayed(endpoint, context, server_name)
+    return await _relayed(endpoint, context, server_name, interceptors)
 
 
 def _use_grpc(backend: TLSBackendChoice, verifiable: bool, key: str) -> bool:
@@ -134,13 +151,23 @@ def _use_grpc(backend: TLSBackendChoice, verifiable: bool, key: str) -> bool:
 
 
 def _secure(
-    target: str, credentials: grpc.ChannelCredentials, server_name: str
+    target: str,
+    credentials: grpc.ChannelCredentials,
+    server_name: str,
+    interceptors: Interceptors = (),
 ) -> grpc.aio.Channel:
     options = (*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", server_name))
-    return grpc.aio.secure_channel(target, credentials, options=options)
+    return grpc.aio.secure_channel(
+        target, credentials, options=options, interceptors=list(interceptors) or None
+    )
 
 
-async def _relayed(endpoint: Endpoint, context: ssl.SSLContext, server_name: str) -> Dialed:
+async def _relayed(
+    endpoint: Endpoint,
+    context: ssl.SSLContext,
+    server_name: str,
+    interceptors: Interceptors = (),
+) -> Dialed:
     from .tls_relay import TLSOriginator
 
     directory = private_dir()
@@ -150,7 +177,9 @@ async def _relayed(endpoint: Endpoint, context: ssl.SSLContext, server_name: str
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
-    channel = grpc.aio.insecure_channel(local.grpc_target, options=CHANNEL_OPTIONS)
+    channel = grpc.aio.insecure_channel(
+        local.grpc_target, options=CHANNEL_OPTIONS, interceptors=list(interceptors) or None
+    )
     return Dialed(channel, "openssl", relay, directory)
 
 

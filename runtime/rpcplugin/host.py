@@ -25,11 +25,11 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from types import TracebackType
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import grpc
 
-from . import controller, dial, hclog, health
+from . import client_interceptors, controller, dial, hclog, health
 from .broker import HostBroker
 from .dial import TLSBackendChoice, TLSFiles
 from .errors import (
@@ -46,13 +46,20 @@ from .protos import grpc_stdio_pb2
 from .reattach import ReattachConfig, parse_reattach
 from .transport import Endpoint
 
+if TYPE_CHECKING:
+    from .auth import MetadataPairs
+    from .metrics import Metrics
+    from .retry import RetryPolicy
+
 log = logging.getLogger("rpcplugin.host")
 
 StdioSink = Callable[[bytes], object] | IO[bytes] | IO[str]
 """Where ``GRPCStdio`` output goes: a callable taking bytes, or a binary or text file."""
 
 _GRPC_TLS_FAILURE = re.compile(
-    r"(tls|ssl) handshake failed|SSL_ERROR|CERTIFICATE_VERIFY_FAILED|TSI_PROTOCOL_FAILURE", re.I
+    r"(tls|ssl) handshake failed|SSL_ERROR|CERTIFICATE_VERIFY_FAILED|TSI_PROTOCOL_FAILURE"
+    r"|verification check failed",
+    re.I,
 )
 """How grpcio's own TLS reports a failed handshake in an UNAVAILABLE status's details."""
 
@@ -298,6 +305,8 @@ def launch(
     stderr: StdioSink | None = None,
     logger: logging.Logger | None = None,
     health_check: bool = True,
+    metadata: MetadataPairs | None = None,
+    metrics: Metrics | None = None,
 ) -> _Opening:
     """Launch a plugin executable and connect to it (H01–H07, H09).
 
@@ -309,7 +318,9 @@ def launch(
     the plugin's stderr lines become :mod:`logging` records on ``logger`` (default
     ``rpcplugin.plugin.<name>``), and its ``GRPCStdio`` output goes to ``stdout``/``stderr``
     (default: this process's own). ``checksum`` is the executable's SHA-256 (hex), checked
-    before it runs.
+    before it runs. ``metadata`` is sent with every call (e.g. :func:`rpcplugin.auth.bearer`);
+    ``metrics`` records every call and the start-up time (docs/operations.md). A plugin that
+    fails is never relaunched behind the caller's back.
     """
     argv = [cmd] if isinstance(cmd, str) else list(cmd)
     if not argv:
@@ -339,6 +350,8 @@ def launch(
             stderr=stderr,
             logger=logger or logging.getLogger(f"rpcplugin.plugin.{plugin_name}"),
             health_check=health_check,
+            metadata=metadata,
+            metrics=metrics,
         )
 
     return _Opening(opener)
@@ -365,8 +378,11 @@ async def _launch(
     stderr: StdioSink | None,
     logger: logging.Logger,
     health_check: bool,
+    metadata: MetadataPairs | None = None,
+    metrics: Metrics | None = None,
 ) -> PluginConnection:
     started = time.monotonic()
+    chain = client_interceptors.build(name, metadata=metadata, metrics=metrics)
     if checksum is not None:
         from .secure_config import verify_checksum
 
@@ -436,9 +452,11 @@ async def _launch(
             )
         if identity is not None:
             assert line.server_cert_der is not None
-            dialed = await dial.automtls(endpoint, identity, line.server_cert_der, tls_backend)
+            dialed = await dial.automtls(
+                endpoint, identity, line.server_cert_der, tls_backend, chain
+            )
         else:
-            dialed = dial.plain(endpoint)
+            dialed = dial.plain(endpoint, chain)
         connection = PluginConnection(
             name=name,
             version=line.app_version,
@@ -458,6 +476,8 @@ async def _launch(
     except BaseException:
         await connection._close(graceful=False)
         raise
+    if metrics is not None:
+        metrics.plugin_started(name, time.monotonic() - started, side="client")
     return connection
 
 
@@ -484,6 +504,9 @@ def reattach(
     health_check: bool = True,
     stdout: StdioSink | None = None,
     stderr: StdioSink | None = None,
+    retry: RetryPolicy | None = None,
+    metadata: MetadataPairs | None = None,
+    metrics: Metrics | None = None,
 ) -> _Opening:
     """Attach to a plugin started elsewhere, from go-plugin's reattach JSON (§6.8; H08).
 
@@ -492,29 +515,43 @@ def reattach(
     (go-plugin exchanges no certificates when reattaching). ``close()`` asks the plugin to shut
     down and SIGKILLs it after 2 s, unless the config says ``Test``, in which case it is left
     alone. ``versions``, when given, must include the config's ``ProtocolVersion``.
+
+    ``retry`` (default: the ``RPCPLUGIN_CONNECT_*`` settings, one attempt) retries reaching the
+    plugin; ``metadata`` and ``metrics`` are as for :func:`connect`.
     """
 
     async def opener() -> PluginConnection:
+        from . import retry as retries
+
         parsed = config if isinstance(config, ReattachConfig) else parse_reattach(config, name)
-        if parsed.pid is not None and not _pid_alive(parsed.pid):
-            raise PluginError(f"reattachment process not found: no process with pid {parsed.pid}")
         version = parsed.protocol_version or (max(versions) if versions else 1)
         if versions is not None and version not in versions:
             raise HandshakeError(
                 f"reattach config has ProtocolVersion {version}, not one of {list(versions)}"
             )
-        await _probe(parsed.endpoint)
-        connection = PluginConnection(
-            name=name or f"pid-{parsed.pid}",
-            version=version,
-            endpoint=parsed.endpoint,
-            dialed=dial.plain(parsed.endpoint),
-            pid=parsed.pid,
-            mode="reattached",
-            test=parsed.test,
-        )
-        await _connected(connection, stdout, stderr, health_check)
-        return connection
+        plugin_name = name or f"pid-{parsed.pid}"
+        chain = client_interceptors.build(plugin_name, metadata=metadata, metrics=metrics)
+
+        async def attempt(timeout: float) -> PluginConnection:
+            if parsed.pid is not None and not _pid_alive(parsed.pid):
+                raise PluginError(
+                    f"reattachment process not found: no process with pid {parsed.pid}"
+                )
+            await _probe(parsed.endpoint, timeout)
+            connection = PluginConnection(
+                name=plugin_name,
+                version=version,
+                endpoint=parsed.endpoint,
+                dialed=dial.plain(parsed.endpoint, chain),
+                pid=parsed.pid,
+                mode="reattached",
+                test=parsed.test,
+            )
+            await _connected(connection, stdout, stderr, health_check, timeout)
+            return connection
+
+        policy = retry if retry is not None else retries.RetryPolicy.from_env()
+        return await retries.run(policy, attempt, what=f"reattach to {parsed.endpoint}")
 
     return _Opening(opener)
 
@@ -527,35 +564,53 @@ def connect(
     version: int = 1,
     name: str | None = None,
     health_check: bool = True,
+    retry: RetryPolicy | None = None,
+    metadata: MetadataPairs | None = None,
+    metrics: Metrics | None = None,
 ) -> _Opening:
     """Dial a plugin server directly: ``unix:/path`` or ``host:port``, plaintext or TLS.
 
     With ``tls``, the server is verified against ``tls.ca_file`` and, when ``cert_file`` and
     ``key_file`` are given, we authenticate with them (mutual TLS). Closing only closes the
     channel: a server we did not start is not ours to stop.
+
+    ``retry`` (:class:`rpcplugin.retry.RetryPolicy`; default: the ``RPCPLUGIN_CONNECT_*``
+    settings, one attempt) retries until the server is reachable and healthy. ``metadata`` is
+    sent with every call (e.g. :func:`rpcplugin.auth.bearer`); ``metrics``
+    (:class:`rpcplugin.metrics.Metrics`) records every call.
     """
 
     async def opener() -> PluginConnection:
+        from . import retry as retries
+
         endpoint = dial.parse_address(address)
-        dialed = (
-            await dial.with_files(endpoint, tls, tls_backend)
-            if tls is not None
-            else dial.plain(endpoint)
-        )
-        connection = PluginConnection(
-            name=name or address,
-            version=version,
-            endpoint=endpoint,
-            dialed=dialed,
-            mode="direct",
-        )
-        try:
-            if health_check:
-                await connection.ping()
-        except BaseException:
-            await connection.close()
-            raise
-        return connection
+        policy = retry if retry is not None else retries.RetryPolicy.from_env()
+        chain = client_interceptors.build(name or address, metadata=metadata, metrics=metrics)
+
+        async def attempt(timeout: float) -> PluginConnection:
+            if policy.attempts > 1:
+                await retries.reachable(endpoint.network, endpoint.address, timeout)
+            dialed = (
+                await dial.with_files(endpoint, tls, tls_backend, chain)
+                if tls is not None
+                else dial.plain(endpoint, chain)
+            )
+            connection = PluginConnection(
+                name=name or address,
+                version=version,
+                endpoint=endpoint,
+                dialed=dialed,
+                mode="direct",
+            )
+            try:
+                if health_check:
+                    await connection.ping(timeout)
+            except BaseException:
+                await connection.close()
+                raise
+            return connection
+
+        return await retries.run(policy, attempt, what=f"connect to {address}")
 
     return _Opening(opener)
 
@@ -565,25 +620,28 @@ async def _connected(
     stdout: StdioSink | None,
     stderr: StdioSink | None,
     health_check: bool,
+    timeout: float = 5.0,
 ) -> None:
     try:
         connection._start_streams(_sink(stdout, sys.stdout), _sink(stderr, sys.stderr))
         if health_check:
-            await connection.ping()
+            await connection.ping(timeout)
     except BaseException:
         connection._test = True  # a failed attach must not stop somebody else's plugin
         await connection.close()
         raise
 
 
-async def _probe(endpoint: Endpoint) -> None:
+async def _probe(endpoint: Endpoint, timeout: float = 5.0) -> None:
     """go-plugin's reattach probe: connect and close."""
     try:
         if endpoint.network == "unix":
-            _, writer = await asyncio.wait_for(asyncio.open_unix_connection(endpoint.address), 5)
+            _, writer = await asyncio.wait_for(
+                asyncio.open_unix_connection(endpoint.address), timeout
+            )
         else:
             host, _, port = endpoint.address.rpartition(":")
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 5)
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
     except (TimeoutError, OSError) as exc:
         raise TransportError(
             f"reattachment process not found: cannot connect to {endpoint}: {exc}"
