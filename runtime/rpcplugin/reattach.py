@@ -56,6 +56,8 @@ def parse_reattach(text: str | Mapping[str, Any], name: str | None = None) -> Re
         data = dict(text)
     if not isinstance(data, dict):
         raise ConfigError(what, _short(str(text)), "a JSON object")
+    if "Addr" not in data and _CONFIG_KEYS & data.keys():
+        raise ConfigError(what + " Addr", None, 'an object like {"Network":"unix","String":"/p"}')
     if "Addr" not in data:
         if name is not None:
             if name not in data:
@@ -92,6 +94,10 @@ def parse_reattach(text: str | Mapping[str, Any], name: str | None = None) -> Re
         test=test,
         protocol=protocol,
     )
+
+
+_CONFIG_KEYS = frozenset({"Protocol", "ProtocolVersion", "Pid", "Test"})
+"""Keys of one config: a dict with any of them is a config (missing its Addr), not a name map."""
 
 
 def _short(text: str) -> str:
