@@ -56,6 +56,7 @@ Environment
 ``MISBEHAVE_EVENTS=PATH``: append ``<monotonic> <event> [detail]`` lines (``handshake``,
 ``shutdown``, ``signal NAME``, ``child PID``, ``flood-done``, ``dying``, ``listening ADDR``).
 ``MISBEHAVE_CURVE``: ``secp256r1`` (default) or ``secp521r1`` for the plugin certificate.
+``MISBEHAVE_SAN``: the certificate's DNS name (default ``localhost``).
 ``MISBEHAVE_TCP=1`` (or ``RPCPLUGIN_TRANSPORT=tcp``): listen on 127.0.0.1.
 ``MISBEHAVE_COOKIE=KEY=VALUE``, ``MISBEHAVE_VERSIONS=1,2``.
 
@@ -133,6 +134,7 @@ def make_cert(curve_name: str) -> Cert:
         hashes.SHA512() if curve_name == "secp521r1" else hashes.SHA256()
     )
     key = ec.generate_private_key(curve)
+    san = os.environ.get("MISBEHAVE_SAN", "localhost")
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "HashiCorp"),
@@ -159,7 +161,7 @@ def make_cert(curve_name: str) -> Cert:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(seconds=30))
         .not_valid_after(now + datetime.timedelta(days=3650))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(usage, critical=True)
         .add_extension(

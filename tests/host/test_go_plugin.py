@@ -1,0 +1,270 @@
+"""The Python host against a real go-plugin 1.0.1 plugin (``plugin.Serve``, P-521 AutoMTLS).
+
+go-plugin 1.0.1 ignores ``PLUGIN_UNIX_SOCKET_DIR``: its sockets go to the temp dir, so these
+tests check the announced socket path itself (``socket_gone``) rather than ``sock_dir``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from conftest import GO_HANDSHAKE, Clock, pid_running
+from gopeers import go_plugin_binary
+from peers.harness import Conformance
+
+import rpcplugin
+from rpcplugin import (
+    HandshakeError,
+    PluginExitedError,
+    StartTimeoutError,
+    VersionMismatchError,
+)
+from rpcplugin.host import reattach
+
+pytestmark = pytest.mark.go
+
+
+def go_launch(
+    sock_dir: str, env: dict[str, str] | None = None, **kw: Any
+) -> rpcplugin.host._Opening:
+    kw.setdefault("versions", [1])
+    return rpcplugin.launch(
+        [str(go_plugin_binary())],
+        handshake=GO_HANDSHAKE,
+        env={"GOPLUGIN_LOG_LEVEL": "debug", **(env or {})},
+        unix_socket_dir=sock_dir,  # ignored by go-plugin 1.0.1, used by newer ones
+        **kw,
+    )
+
+
+def announced_sockets(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Socket paths the Go plugin logged ("plugin address"), seen through the host's logging."""
+    return [
+        r.plugin_fields["address"]  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.getMessage() == "plugin address"
+    ]
+
+
+def assert_sockets_gone(caplog: pytest.LogCaptureFixture) -> None:
+    paths = announced_sockets(caplog)
+    assert paths, "the plugin should have logged its address"
+    for path in paths:
+        assert not os.path.lexists(path), f"socket {path} left behind"
+
+
+@pytest.fixture(autouse=True)
+def _debug_records(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="rpcplugin.plugin.goplugin")
+
+
+@pytest.mark.parametrize(("auto_mtls", "tls"), [(True, "openssl"), (False, "off")])
+async def test_go_plugin_all_call_kinds(
+    sock_dir: str, pb: SimpleNamespace, auto_mtls: bool, tls: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with go_launch(sock_dir, auto_mtls=auto_mtls) as conn:
+        assert conn.tls == tls
+        assert conn.version == 1
+        assert conn.endpoint.network == "unix"
+        await conn.ping()
+        c = Conformance(conn.channel, pb)
+        reply = await c.echo(pb.v1.EchoRequest(text="hello", payload=b"\0" * (5 << 20)))
+        assert (reply.text, len(reply.payload), reply.version) == ("hello", 5 << 20, 1)
+        counted = [r.i async for r in c.count(pb.v1.CountRequest(n=5, payload_size=10))]
+        assert counted == [1, 2, 3, 4, 5]
+
+        async def values() -> Any:
+            for v in (1, 2, 3):
+                yield pb.v1.SumRequest(value=v)
+
+        total = await c.sum(values())
+        assert (total.total, total.count) == (6, 3)
+
+        async def chat() -> Any:
+            for text in ("a", "b"):
+                yield pb.v1.ChatMessage(text=text)
+
+        assert [m.text async for m in c.chat(chat())] == ["a", "b"]
+        info = await c.info(pb.v1.InfoRequest(env=["PLUGIN_CLIENT_CERT"]))
+        assert info.implementation == "go"
+        assert info.pid == conn.pid
+        assert ("PLUGIN_CLIENT_CERT" in info.env) is auto_mtls
+        clock = Clock().__enter__()
+    clock.__exit__()
+    assert conn.returncode == 0
+    assert clock.seconds < 0.15, f"graceful close took {clock.seconds * 1000:.0f} ms"
+    assert not pid_running(conn.pid or 0)
+    assert_sockets_gone(caplog)
+
+
+async def test_go_plugin_negotiates_the_highest_common_version(
+    sock_dir: str, pb: SimpleNamespace
+) -> None:
+    async with go_launch(sock_dir, versions=[2, 1]) as conn:
+        assert conn.version == 2
+        reply = await Conformance(conn.channel, pb).echo2(pb.v2.EchoRequest(text="shout"))
+        assert (reply.text, reply.version) == ("SHOUT", 2)
+
+
+async def test_go_plugin_exits_before_handshake(
+    sock_dir: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Clock() as clock, pytest.raises(PluginExitedError) as info:
+        await go_launch(sock_dir, {"GOPLUGIN_EXIT_BEFORE_HANDSHAKE": "3"})
+    assert clock.seconds < 1.0
+    assert info.value.returncode == 3
+    assert "exiting before the handshake as told" in str(info.value)
+
+
+async def test_go_plugin_noise_line_before_handshake(sock_dir: str) -> None:
+    with pytest.raises(HandshakeError) as info:
+        await go_launch(sock_dir, {"GOPLUGIN_HANDSHAKE_TEMPLATE": "junk\\n{line}"})
+    assert info.value.line == "junk"
+    assert "'junk'" in str(info.value)
+
+
+async def test_go_plugin_unoffered_version(sock_dir: str) -> None:
+    with pytest.raises(VersionMismatchError, match="version 2, but this host offered only 1"):
+        await go_launch(sock_dir, {"GOPLUGIN_VERSIONS": "2"}, versions=[1])
+
+
+async def test_go_plugin_mux_field_true_is_refused_false_accepted(
+    sock_dir: str, pb: SimpleNamespace, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(HandshakeError, match="multiplexed broker"):
+        await go_launch(sock_dir, {"GOPLUGIN_HANDSHAKE_TEMPLATE": "{line}|true"})
+    # 7 fields with the certificate in field 6: the line is split on every '|' (go-plugin <= 1.5
+    # glued field 7 onto the certificate and failed to decode it)
+    async with go_launch(sock_dir, {"GOPLUGIN_HANDSHAKE_TEMPLATE": "{line}|false"}) as conn:
+        assert conn.tls == "openssl"
+        reply = await Conformance(conn.channel, pb).echo(pb.v1.EchoRequest(text="seven"))
+        assert reply.text == "seven"
+    assert_sockets_gone(caplog)
+
+
+async def test_go_plugin_dies_right_after_handshake(
+    sock_dir: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Clock() as clock, pytest.raises(PluginExitedError) as info:
+        await go_launch(sock_dir, {"GOPLUGIN_EXIT_AFTER_HANDSHAKE_MS": "0"})
+    assert clock.seconds < 1.0
+    assert info.value.returncode == 3
+    assert "exiting after the handshake as told" in info.value.stderr_tail
+    assert_sockets_gone(caplog)  # os.Exit left it; the host removed the stale socket
+
+
+async def test_go_plugin_dies_while_connected(
+    sock_dir: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = await go_launch(
+        sock_dir, {"GOPLUGIN_EXIT_AFTER_HANDSHAKE_MS": "300", "GOPLUGIN_EXIT_CODE": "9"}
+    )
+    try:
+        assert await asyncio.wait_for(conn.wait_exit(), 2.0) == 9
+        with pytest.raises(PluginExitedError, match="exit status 9"):
+            await conn.ping()
+    finally:
+        await conn.close()
+    assert_sockets_gone(caplog)
+
+
+async def test_go_plugin_ignoring_shutdown_is_killed_within_the_bound(
+    sock_dir: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = await go_launch(sock_dir, {"GOPLUGIN_SHUTDOWN": "ignore"})
+    await conn.ping()
+    with Clock() as clock:
+        await conn.close()
+    assert 1.9 <= clock.seconds < 3.0
+    assert conn.returncode == -9
+    assert any("ignoring Shutdown as told" in r.getMessage() for r in caplog.records)
+    assert_sockets_gone(caplog)
+
+
+async def test_go_plugin_slow_start_hits_the_start_timeout(sock_dir: str) -> None:
+    with Clock() as clock, pytest.raises(StartTimeoutError, match=r"within 0\.3 s"):
+        await go_launch(sock_dir, {"GOPLUGIN_SLOW_START_MS": "5000"}, start_timeout=0.3)
+    assert clock.seconds < 1.0
+
+
+async def test_go_plugin_hclog_lines_become_records(
+    sock_dir: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with go_launch(sock_dir) as conn:
+        await conn.ping()
+    records = [r for r in caplog.records if r.name == "rpcplugin.plugin.goplugin"]
+    by_message = {r.getMessage(): r for r in records}
+    assert by_message["configuring server automatic mTLS"].levelno == logging.INFO
+    registering = by_message["registering conformance services"]
+    assert registering.levelno == logging.DEBUG
+    assert registering.plugin_fields == {"version": 1}  # type: ignore[attr-defined]
+    assert registering.plugin_module == "goplugin"  # type: ignore[attr-defined]
+
+
+# -- reattach (go-plugin's debug mode: Test=true) ------------------------------------------
+class DebugPlugin:
+    """A Go plugin started by the test in debug mode (not by the host)."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [str(go_plugin_binary())],
+            env={**os.environ, "GOPLUGIN_DEBUG": "1", "GOPLUGIN_LOG_LEVEL": "off"},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert self.process.stdout is not None
+        self.config_text = self.process.stdout.readline().decode()
+        self.process.stdout.close()
+        self.config: dict[str, Any] = json.loads(self.config_text)
+        self.socket = self.config["Addr"]["String"]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+@pytest.fixture
+def debug_plugin() -> Any:
+    plugin = DebugPlugin()
+    yield plugin
+    plugin.stop()
+
+
+async def test_reattach_to_go_debug_plugin_test_mode_leaves_it_running(
+    debug_plugin: DebugPlugin, pb: SimpleNamespace
+) -> None:
+    config = debug_plugin.config
+    assert config["Test"] is True
+    for _ in range(2):  # Test=true: it survives each host's close
+        async with reattach(debug_plugin.config_text) as conn:
+            assert conn.mode == "reattached"
+            assert (conn.pid, conn.version, conn.tls) == (config["Pid"], 2, "off")
+            reply = await Conformance(conn.channel, pb).echo2(pb.v2.EchoRequest(text="again"))
+            assert reply.text == "AGAIN"
+        await asyncio.sleep(0.05)
+        assert debug_plugin.process.poll() is None
+        assert os.path.exists(debug_plugin.socket)
+
+
+async def test_reattach_without_test_flag_shuts_the_plugin_down(
+    debug_plugin: DebugPlugin,
+) -> None:
+    config = dict(debug_plugin.config, Test=False)
+    reaper = asyncio.ensure_future(asyncio.to_thread(debug_plugin.process.wait))  # its parent
+    async with reattach({"acme/conformance": config}, name="acme/conformance") as conn:
+        await conn.ping()
+        clock = Clock().__enter__()
+    clock.__exit__()
+    assert await asyncio.wait_for(reaper, 1.0) == 0  # Shutdown → the debug server exits 0
+    assert clock.seconds < 0.5
+    assert not Path(debug_plugin.socket).exists()
