@@ -1,13 +1,27 @@
-"""The docs cannot drift from the code: the settings table mirrors ``config.SETTINGS``."""
+"""The docs cannot drift from the code.
+
+* The settings table in docs/configuration.md mirrors ``config.SETTINGS``.
+* A code block preceded by ``<!-- mirror: PATH#REGION -->`` must equal the region between
+  ``[REGION]`` and ``[/REGION]`` comment lines in PATH (dedented); the files themselves run in
+  the test suite (examples are tested by tests/examples/).
+* Every ``python`` or ``proto`` block is either such a mirror or marked
+  ``<!-- illustrative -->`` (a fragment that is not meant to run on its own).
+"""
 
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
+
+import pytest
 
 from rpcplugin.config import SETTINGS
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+PAGES = sorted([ROOT / "README.md", *DOCS.glob("*.md"), *(ROOT / "examples").glob("*/README.md")])
+BLOCK = re.compile(r"(?:<!-- (?P<marker>[^>]*) -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)```", re.S)
 
 
 def _settings_table() -> list[list[str]]:
@@ -24,3 +38,28 @@ def test_every_setting_is_documented_once_with_its_default() -> None:
     for setting in SETTINGS:
         assert rows[setting.name][1] == setting.set_by
         assert rows[setting.name][2] == setting.default
+
+
+def _region(path: Path, name: str) -> str:
+    lines = path.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().endswith(f"[{name}]"))
+    end = next(i for i, line in enumerate(lines) if line.strip().endswith(f"[/{name}]"))
+    return textwrap.dedent("\n".join(lines[start + 1 : end])).strip("\n") + "\n"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_code_blocks_are_mirrors_of_tested_files(page: Path) -> None:
+    for match in BLOCK.finditer(page.read_text()):
+        marker, lang, body = match["marker"] or "", match["lang"], match["body"]
+        where = f"{page.relative_to(ROOT)}: block starting {body[:40]!r}"
+        if marker.startswith("mirror: "):
+            target, _, region = marker[len("mirror: ") :].partition("#")
+            assert body == _region(ROOT / target, region), f"{where} drifted from {target}"
+        elif lang in ("python", "proto"):
+            assert marker == "illustrative", f"{where} is neither a mirror nor illustrative"
+
+
+def test_pages_link_to_files_that_exist() -> None:
+    for page in PAGES:
+        for link in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
+            assert (page.parent / link).exists(), f"{page.relative_to(ROOT)} links to {link}"

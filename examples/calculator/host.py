@@ -8,9 +8,11 @@ Run it next to a generated ``calculator`` package (``make demo`` does all of it)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from calculator import plugin
@@ -38,47 +40,47 @@ class Report:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+@contextlib.contextmanager
+def timed(report: Report, what: str) -> Iterator[None]:
+    """Record how long the body took, in milliseconds."""
+    started = time.perf_counter()
+    yield
+    report.timings_ms[what] = (time.perf_counter() - started) * 1000
+
+
 async def run(package_parent: str, *, auto_mtls: bool = True) -> Report:
     """Launch ``python -m calculator`` from ``package_parent`` and exercise it."""
     report = Report()
     command = [sys.executable, "-m", "calculator"]
     env = {"PYTHONPATH": package_parent + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    started = time.perf_counter()
+    launching = time.perf_counter()
+    # [launch]
     async with rpcplugin.launch(
-        command,
-        handshake=plugin.HANDSHAKE,
-        versions=plugin.VERSIONS,
-        env=env,
-        auto_mtls=auto_mtls,
+        command, handshake=plugin.HANDSHAKE, versions=plugin.VERSIONS, env=env, auto_mtls=auto_mtls
     ) as conn:
-        report.timings_ms["launch → ready"] = (time.perf_counter() - started) * 1000
+        calculator = CalculatorClient(conn, timeout=10)
+        # [/launch]
+        report.timings_ms["launch → ready"] = (time.perf_counter() - launching) * 1000
         report.version, report.tls, report.pid = conn.version, conn.tls, conn.pid
         report.transport = str(conn.endpoint)
-        calculator = CalculatorClient(conn, timeout=10)
-
-        t = time.perf_counter()
-        added = await calculator.add(AddRequest(a=19, b=23))
-        report.timings_ms["unary Add"] = (time.perf_counter() - t) * 1000
+        # [calls]
+        with timed(report, "unary Add"):
+            added = await calculator.add(AddRequest(a=19, b=23))
+        with timed(report, "server stream Fibonacci"):
+            fib = [n.value async for n in calculator.fibonacci(FibonacciRequest(count=10))]
+        with timed(report, "client stream Sum"):
+            summed = await calculator.sum([Number(value=v) for v in (1, 2, 3, 4)])
+        with timed(report, "bidi RunningTotal"):
+            chat = calculator.running_total()  # interactive: send, then read the answer
+            totals = []
+            for value in (5, 10, 20):
+                await chat.send(Number(value=value))
+                totals.append((await anext(chat)).value)
+            await chat.done_writing()
+        # [/calls]
         report.results["Add(19, 23)"] = added.sum
-
-        t = time.perf_counter()
-        fib = [n.value async for n in calculator.fibonacci(FibonacciRequest(count=10))]
-        report.timings_ms["server stream Fibonacci"] = (time.perf_counter() - t) * 1000
         report.results["Fibonacci(10)"] = fib
-
-        t = time.perf_counter()
-        summed = await calculator.sum([Number(value=v) for v in (1, 2, 3, 4)])
-        report.timings_ms["client stream Sum"] = (time.perf_counter() - t) * 1000
         report.results["Sum(1, 2, 3, 4)"] = (summed.total, summed.count)
-
-        t = time.perf_counter()
-        chat = calculator.running_total()
-        totals = []
-        for value in (5, 10, 20):
-            await chat.send(Number(value=value))
-            totals.append((await anext(chat)).value)
-        await chat.done_writing()
-        report.timings_ms["bidi RunningTotal"] = (time.perf_counter() - t) * 1000
         report.results["RunningTotal(5, 10, 20)"] = totals
         closing = time.perf_counter()
     report.timings_ms["close → reaped"] = (time.perf_counter() - closing) * 1000

@@ -11,6 +11,7 @@ from typing import NoReturn
 from . import calculator_pb2, calculator_rpc, plugin
 
 
+# [servicer]
 class Calculator(calculator_rpc.CalculatorServicer):
     """Implements ``calculator.v1.Calculator``. Calculator does arithmetic for its host."""
 
@@ -26,6 +27,8 @@ class Calculator(calculator_rpc.CalculatorServicer):
         for _ in range(request.count):
             yield calculator_pb2.Number(value=a)
             a, b = b, a + b
+
+    # [/servicer]
 
     async def sum(
         self, requests: AsyncIterator[calculator_pb2.Number], /

@@ -30,6 +30,13 @@ def test_make_demo_runs_every_call_kind_with_mutual_tls() -> None:
     assert "(10, 4)" in out and "[5, 15, 35]" in out
     assert "exit status                0" in out
     assert "Traceback" not in result.stderr
+    # the README shows this output: its stable lines (no pids, paths or timings) must be real
+    readme = (ROOT / "README.md").read_text().split("<!-- demo-output")[1].split("```text\n")[1]
+    shown = readme.split("```")[0].splitlines()
+    volatile = ("transport:", "plugin pid:", "rpcplugin-gen: ")
+    for line in shown:
+        if line.strip() and not line.startswith(volatile):
+            assert line in out.splitlines(), f"README demo output line not produced: {line!r}"
 
 
 @pytest.fixture(scope="module")
