@@ -17,9 +17,8 @@ from .rendering import relative_import
 
 _FROM_IMPORT = re.compile(r"^from ([\w.]+) import (\w+|\*)( as \w+)?$", re.M)
 _IMPORT = re.compile(r"^import ([\w.]+)( as \w+)?$", re.M)
-_BUILDER_MODULE = re.compile(
-    r"^(_builder\.BuildTopDescriptorsAndMessages\(DESCRIPTOR, )'[\w.]+'(, _globals\))$", re.M
-)
+_BUILDER_CALL = "\n_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, "
+_BUILDER_END = ", _globals)\n"
 
 
 def rewrite(
@@ -55,6 +54,21 @@ def rewrite(
         base, name = relative_import(package, path)
         return f"from {base} import {name}{match[2] or ''}"
 
-    source = _FROM_IMPORT.sub(from_import, source)
-    source = _IMPORT.sub(plain_import, source)
-    return _BUILDER_MODULE.sub(r"\1__name__\2", source)
+    # Imports come before the first top-level DESCRIPTOR in both files; the rest of a _pb2.py
+    # is mostly one long serialized descriptor, not worth scanning line by line.
+    cut = source.find("\nDESCRIPTOR")
+    head, tail = (source, "") if cut < 0 else (source[:cut], source[cut:])
+    head = _FROM_IMPORT.sub(from_import, head)
+    head = _IMPORT.sub(plain_import, head)
+    return _name_classes_by_module(head + tail)
+
+
+def _name_classes_by_module(source: str) -> str:
+    start = source.find(_BUILDER_CALL)
+    if start < 0:
+        return source
+    begin = start + len(_BUILDER_CALL)
+    end = source.find(_BUILDER_END, begin)
+    if end < 0 or not re.fullmatch(r"'[\w.]+'", source[begin:end]):
+        return source
+    return f"{source[:begin]}__name__{source[end:]}"

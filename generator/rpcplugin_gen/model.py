@@ -182,8 +182,13 @@ class _Index:
     ) -> descriptor_pb2.SourceCodeInfo.Location | None:
         by_path = self._sources.get(file)
         if by_path is None:
+            # Only services and their methods are looked up: skip the (many) other locations.
             info = self.files[file].source_code_info
-            by_path = self._sources[file] = {tuple(loc.path): loc for loc in info.location}
+            by_path = self._sources[file] = {
+                tuple(loc.path): loc
+                for loc in info.location
+                if loc.path[:1] == [_SERVICE] and len(loc.path) in (2, 4)
+            }
         return by_path.get(path)
 
     def location(self, file: str, path: tuple[int, ...]) -> Location:

@@ -56,12 +56,9 @@ def test_rewrite(line: str, package: tuple[str, ...], expected: str) -> None:
 
 
 def test_builder_module_name() -> None:
-    source = (
-        "_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'acme.svc.v1.svc_pb2', _globals)\n"
-    )
-    assert rewrite(source, (), LOCAL) == (
-        "_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, __name__, _globals)\n"
-    )
+    call = "_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, {}, _globals)"
+    source = f"DESCRIPTOR = 1\n{call.format(repr('acme.svc.v1.svc_pb2'))}\n"
+    assert rewrite(source, (), LOCAL) == f"DESCRIPTOR = 1\n{call.format('__name__')}\n"
 
 
 def test_output_imports_as_a_sub_package(sample_out: Path) -> None:
