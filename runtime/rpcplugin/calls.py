@@ -386,21 +386,20 @@ class BidiStream(_Stream[RespT], AsyncIterator[RespT], Generic[ReqT, RespT]):
     :meth:`send` raises ``grpc.aio.UsageError``.
     """
 
-    __slots__ = ("_interactive",)
-
-    _call: grpc.aio.StreamStreamCall[ReqT, RespT]
+    __slots__ = ("_interactive", "_writer")
 
     def __init__(self, call: grpc.aio.StreamStreamCall[ReqT, RespT], *, interactive: bool) -> None:
         super().__init__(call)
+        self._writer = call
         self._interactive = interactive
 
     async def send(self, request: ReqT) -> None:
         """Send one request."""
         if not self._interactive:
             raise grpc.aio.UsageError("this stream sends the iterable it was created with")
-        await self._call.write(request)
+        await self._writer.write(request)
 
     async def done_writing(self) -> None:
         """Tell the server no more requests are coming (half-close)."""
         if self._interactive:
-            await self._call.done_writing()
+            await self._writer.done_writing()
