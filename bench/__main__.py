@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke and "go" in chosen and args.only == ",".join(SUITES):
         chosen.remove("go")  # building the Go peers can take longer than a smoke run may
 
+    prep.bytecode_cache()
     scratch = prep.run_dir()
     ctx = Context(
         counts=counts,
@@ -112,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
             ctx.say(f"generated client and plugin left out: {ctx.generator_problem}")
         for name in chosen:
             ctx.say(f"suite {name}")
+            began = time.monotonic()
             SUITES[name](ctx)
+            ctx.say(f"suite {name} took {time.monotonic() - began:.1f} s")
         out = args.out or (scratch / "results.md" if args.smoke else DEFAULT_OUT)
         report.write(ctx, out)
         text = out.read_text()

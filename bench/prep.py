@@ -125,6 +125,18 @@ def peer_venv(name: str, requirement: str, *, install: bool) -> Venv:
     return Venv(name, python)
 
 
+def bytecode_cache() -> None:
+    """Let every process this run starts cache its bytecode, in ``bench/out/pycache``.
+
+    Installed packages come with compiled bytecode; a plugin whose imports compile from source
+    (``PYTHONDONTWRITEBYTECODE`` with an edited or editable work tree) would measure the
+    compiler, not the import. The prefix keeps the cache out of the source tree; the suites'
+    warm-up rounds fill it, so every subject is measured with warm bytecode alike.
+    """
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = str(OUT / "pycache")
+
+
 def run_dir() -> Path:
     """A fresh private directory for this run's sockets and scratch files."""
     base = Path(tempfile.gettempdir())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -214,8 +213,14 @@ class _Subject:
     client: str = "raw"
 
 
+def _cpu_us(reply: dict[str, float], count: int) -> float:
+    """Host + plugin CPU per call (or per message), in µs."""
+    return (reply["cpu_host"] + reply["cpu_plugin"]) / count * 1e6
+
+
 def calls_suite(ctx: Context) -> None:
-    """Unary p50, 64 in-flight throughput and server-stream throughput; then the TLS paths."""
+    """Unary p50, 64 in-flight throughput and server-stream throughput, each also as CPU per
+    call (host + plugin); then the same through the TLS paths."""
     counts = ctx.counts
     impls = [i for i in runtime_impls(ctx) if i != "ours-gen"]
     plain = [_Subject(i, i, "off") for i in impls]
@@ -227,10 +232,10 @@ def calls_suite(ctx: Context) -> None:
         _Subject("OpenSSL relay in the host (Go plugin path)", "ours", "host-relay"),
     ]
     subjects = plain + tls
+    ops = ("unary", "inflight", "stream")
     unary: dict[str, list[float]] = {s.key: [] for s in subjects}
-    unary_rounds: dict[str, list[float]] = {s.key: [] for s in subjects}
-    inflight: dict[str, list[float]] = {s.key: [] for s in subjects}
-    stream: dict[str, list[float]] = {s.key: [] for s in subjects}
+    rate: dict[tuple[str, str], list[float]] = {(o, s.key): [] for o in ops for s in subjects}
+    cpu: dict[tuple[str, str], list[float]] = {(o, s.key): [] for o in ops for s in subjects}
     errors: dict[str, str] = {}
     with workers(ctx, impls) as pool:
         opened: set[tuple[str, str]] = set()
@@ -247,102 +252,103 @@ def calls_suite(ctx: Context) -> None:
                 errors.setdefault(s.key, f"{s.impl} plugin for {s.sid} did not start")
         keys = [s.key for s in subjects if s.key not in errors]
         by_key = {s.key: s for s in subjects}
+        args = {
+            "unary": {"n": counts.unary_calls},
+            "inflight": {"n": counts.inflight_calls, "conc": counts.inflight},
+            "stream": {"n": counts.stream_msgs, "size": counts.stream_size},
+        }
         for r in range(-ctx.counts.warmup, counts.call_rounds):  # warm-up rounds are r < 0
             ctx.say(f"per-call round {r + 1}/{counts.call_rounds}")
-            for op in ("unary", "inflight", "stream"):
+            for op in ops:
                 for key in rotate(keys, r):
                     if key in errors:
                         continue
                     s = by_key[key]
-                    worker = pool[s.impl]
                     try:
-                        if op == "unary":
-                            lat = worker.call(
-                                "unary", sid=s.sid, n=counts.unary_calls, client=s.client
-                            )["lat"]
-                            if r >= 0:
-                                us = [x * 1e6 for x in lat]
-                                unary[key] += us
-                                unary_rounds[key].append(median(us))
-                        elif op == "inflight":
-                            seconds = worker.call(
-                                "inflight",
-                                sid=s.sid,
-                                n=counts.inflight_calls,
-                                conc=counts.inflight,
-                                client=s.client,
-                            )["seconds"]
-                            if r >= 0:
-                                inflight[key].append(counts.inflight_calls / seconds / 1000)
-                        else:
-                            seconds = worker.call(
-                                "stream",
-                                sid=s.sid,
-                                n=counts.stream_msgs,
-                                size=counts.stream_size,
-                                client=s.client,
-                            )["seconds"]
-                            if r >= 0:
-                                stream[key].append(counts.stream_msgs / seconds / 1000)
+                        reply = pool[s.impl].call(op, sid=s.sid, client=s.client, **args[op])
                     except WorkerError as exc:
                         errors[key] = str(exc)
+                        continue
+                    if r < 0:
+                        continue
+                    n = int(args[op]["n"])
+                    cpu[op, key].append(_cpu_us(reply, n))
+                    if op == "unary":
+                        us = [x * 1e6 for x in reply["lat"]]
+                        unary[key] += us
+                        rate[op, key].append(median(us))
+                    else:
+                        rate[op, key].append(n / reply["seconds"] / 1000)
         for impl, sid in opened:
             with contextlib.suppress(WorkerError):
                 pool[impl].call("close", sid=sid, timeout=30)
 
     res = ctx.results
-    n_un, n_in = counts.unary_calls, counts.inflight_calls
     size = counts.stream_size
+    names = {
+        "unary": f"unary p50 ({counts.unary_calls} sequential Echo per round)",
+        "inflight": f"{counts.inflight} in flight ({counts.inflight_calls} Echo per round)",
+        "stream": f"server stream, {size} B messages ({counts.stream_msgs} per round)",
+    }
+    cpu_names = {
+        "unary": "CPU per sequential Echo, host + plugin",
+        "inflight": f"CPU per Echo, {counts.inflight} in flight, host + plugin",
+        "stream": f"CPU per streamed {size} B message, host + plugin",
+    }
     for section, group, base_key in ((CALLS, plain, "floor"), (TLS, tls, tls[0].key)):
-        for s in group:
-            base = None if s.key == base_key else base_key
-            if s.key == "ours-typed":
-                base = "ours"
-            res.add(
-                Row(
-                    section,
-                    f"unary p50 ({n_un} sequential Echo per round)",
-                    s.key,
-                    "µs",
-                    unary[s.key],
-                    per_round=unary_rounds[s.key],
-                    baseline=base,
-                    error=errors.get(s.key),
-                    note="p10–p90 over all calls; ratio from per-round medians",
+
+        def base_of(key: str, base_key: str = base_key) -> str | None:
+            if key == "ours-typed":
+                return "ours"
+            return None if key == base_key else base_key
+
+        for op in ops:
+            for s in group:
+                if op == "unary":
+                    row = Row(
+                        section,
+                        names[op],
+                        s.key,
+                        "µs",
+                        unary[s.key],
+                        per_round=rate[op, s.key],
+                        baseline=base_of(s.key),
+                        error=errors.get(s.key),
+                        note="unary p50: p10–p90 over all calls; ratio of per-round medians",
+                    )
+                else:
+                    unit = "k calls/s" if op == "inflight" else "k msgs/s"
+                    row = Row(
+                        section,
+                        names[op],
+                        s.key,
+                        unit,
+                        rate[op, s.key],
+                        baseline=base_of(s.key),
+                        higher_is_better=True,
+                        error=errors.get(s.key),
+                    )
+                res.add(row)
+        for op in ops:
+            for s in group:
+                res.add(
+                    Row(
+                        section,
+                        cpu_names[op],
+                        s.key,
+                        "µs",
+                        cpu[op, s.key],
+                        baseline=base_of(s.key),
+                        error=errors.get(s.key),
+                        note="CPU: all threads of the host worker and of the plugin "
+                        "(/proc/PID/task/*/schedstat) during the timed part",
+                    )
                 )
-            )
-        for s in group:
-            base = "ours" if s.key == "ours-typed" else (None if s.key == base_key else base_key)
-            res.add(
-                Row(
-                    section,
-                    f"{counts.inflight} in flight ({n_in} Echo per round)",
-                    s.key,
-                    "k calls/s",
-                    inflight[s.key],
-                    baseline=base,
-                    higher_is_better=True,
-                    error=errors.get(s.key),
-                )
-            )
-        for s in group:
-            base = "ours" if s.key == "ours-typed" else (None if s.key == base_key else base_key)
-            res.add(
-                Row(
-                    section,
-                    f"server stream, {size} B messages ({counts.stream_msgs}/round)",
-                    s.key,
-                    "k msgs/s",
-                    stream[s.key],
-                    baseline=base,
-                    higher_is_better=True,
-                    error=errors.get(s.key),
-                )
-            )
-    if not math.isnan(median(unary.get("ours", []) or [math.nan])):
+    if "ours" in unary:
         ctx.results.note(
             CALLS,
             "Every subject answers with the same hand-written grpcio handlers; the host side "
             "uses a raw grpc.aio stub on the channel the runtime made (the generated client "
-            "row uses the typed client on that same channel).",
+            "row uses the typed client on that same channel). CPU per call is steadier than "
+            "throughput when other processes share the machine.",
         )

@@ -12,9 +12,11 @@ Commands (``sid`` names a session, i.e. one launched plugin)::
     {"op": "open", "sid": S, "tls": "off|on|plugin-relay|host-relay"}
         -> {"start": s, "line": s|null, "cpu": s, "pid": P}   (exec -> first Echo answered)
     {"op": "rss", "sid": S, "settle": s}        -> {"rss": bytes}
-    {"op": "unary", "sid": S, "n": N, "client": "raw|typed"}   -> {"lat": [s, ...]}
-    {"op": "inflight", "sid": S, "n": N, "conc": C, "client": ...}  -> {"seconds": s}
-    {"op": "stream", "sid": S, "n": N, "size": B, "client": ...}    -> {"seconds": s}
+    {"op": "unary", "sid": S, "n": N, "client": "raw|typed"}   -> {"lat": [s, ...], CPU}
+    {"op": "inflight", "sid": S, "n": N, "conc": C, "client": ...}  -> {"seconds": s, CPU}
+    {"op": "stream", "sid": S, "n": N, "size": B, "client": ...}    -> {"seconds": s, CPU}
+        (CPU: "cpu_host", "cpu_plugin": CPU seconds of the host worker and of the plugin,
+        all threads, during the timed part)
     {"op": "close", "sid": S}                   -> {"close": s, "gone": bool}
     {"op": "quit"}
 
@@ -48,6 +50,22 @@ def plugin_cpu(pid: int) -> float:
     except OSError:
         return float("nan")
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def task_cpu(pid: int) -> float:
+    """CPU seconds of every thread of ``pid`` so far, from ``schedstat`` (ns resolution)."""
+    total = 0
+    base = Path(f"/proc/{pid}/task")
+    try:
+        tasks = list(base.iterdir())
+    except OSError:
+        return float("nan")
+    for task in tasks:
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that just ended
+    return total / 1e9
 
 
 def plugin_rss(pid: int) -> int:
@@ -302,6 +320,19 @@ class Worker:
         env.pop("BENCH_TYPED_CLIENT", None)
         self.host = HOSTS[impl](env, self.pb)
         self.sessions: dict[str, Session] = {}
+        self.cpu: dict[str, float] = {}
+        self._marks = (0.0, 0.0)
+
+    def mark(self, session: Session) -> None:
+        """Start counting CPU (host worker and plugin, all threads) for the timed part."""
+        self._marks = (task_cpu(os.getpid()), task_cpu(session.pid))
+
+    def measured(self, session: Session) -> None:
+        host, plugin = self._marks
+        self.cpu = {
+            "cpu_host": task_cpu(os.getpid()) - host,
+            "cpu_plugin": task_cpu(session.pid) - plugin,
+        }
 
     async def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
         op = cmd["op"]
@@ -312,17 +343,18 @@ class Worker:
             await asyncio.sleep(float(cmd.get("settle", 0)))
             return {"rss": plugin_rss(session.pid)}
         if op == "unary":
-            return {"lat": await self.unary(session, int(cmd["n"]), cmd.get("client", "raw"))}
+            lat = await self.unary(session, int(cmd["n"]), cmd.get("client", "raw"))
+            return {"lat": lat, **self.cpu}
         if op == "inflight":
             seconds = await self.inflight(
                 session, int(cmd["n"]), int(cmd["conc"]), cmd.get("client", "raw")
             )
-            return {"seconds": seconds}
+            return {"seconds": seconds, **self.cpu}
         if op == "stream":
             seconds = await self.stream(
                 session, int(cmd["n"]), int(cmd["size"]), cmd.get("client", "raw")
             )
-            return {"seconds": seconds}
+            return {"seconds": seconds, **self.cpu}
         if op == "close":
             del self.sessions[cmd["sid"]]
             started = time.perf_counter()
@@ -350,10 +382,12 @@ class Worker:
             await call(request)
         clock = time.perf_counter
         out = []
+        self.mark(session)
         for _ in range(n):
             started = clock()
             await call(request)
             out.append(clock() - started)
+        self.measured(session)
         return out
 
     async def inflight(self, session: Session, n: int, conc: int, client: str) -> float:
@@ -366,15 +400,21 @@ class Worker:
                 await call(request)
 
         await asyncio.gather(*(call(request) for _ in range(conc)))  # warm every stream slot
+        self.mark(session)
         started = time.perf_counter()
         await asyncio.gather(*(loop() for _ in range(conc)))
-        return (time.perf_counter() - started) * n / (per_task * conc)
+        elapsed = time.perf_counter() - started
+        self.measured(session)
+        scale = n / (per_task * conc)
+        self.cpu = {k: v * scale for k, v in self.cpu.items()}
+        return elapsed * scale
 
     async def stream(self, session: Session, n: int, size: int, client: str) -> float:
         pb = session.calls.messages(client)
         request = pb.CountRequest(n=n, payload_size=size)
         async for _ in session.calls.stream(client, pb.CountRequest(n=10, payload_size=size)):
             pass
+        self.mark(session)
         started = time.perf_counter()
         got = 0
         async for reply in session.calls.stream(client, request):
@@ -382,6 +422,7 @@ class Worker:
             if len(reply.payload) != size:
                 raise RuntimeError("short payload")
         elapsed = time.perf_counter() - started
+        self.measured(session)
         if got != n:
             raise RuntimeError(f"stream ended after {got} of {n} messages")
         return elapsed
