@@ -1,4 +1,5 @@
-"""Real Go peers for the test suite: a go-plugin 1.0.1 host and plugin.
+"""Real Go peers for the test suite (a go-plugin 1.0.1 host and plugin), and a builder for
+the Go programs of the examples.
 
 Both are built from ``tests/go/src/rpcpeers`` (GOPATH mode, Debian's Go 1.19,
 go-plugin 1.0.1 and grpc-go 1.33.3; the conformance protos are compiled with
@@ -85,7 +86,24 @@ Message limits are 2^31-1. Environment: ``GOPLUGIN_COOKIE_KEY`` /
 ``{"Addr":{"Network":"unix","String":PATH},"Pid":P,"Protocol":"grpc",
 "ProtocolVersion":N,"Test":true}`` and serves until Shutdown or SIGINT/SIGTERM.
 
-Run ``python tests/gopeers.py`` to build and print both paths.
+build_go_program()
+==================
+``build_go_program(src_dir, protos, proto_path=[...])`` builds any other Go ``main``
+package the same way (the examples' Go hosts and plugins): the ``protos`` (names
+relative to a ``proto_path`` directory, as protoc takes them) are compiled with
+protoc-gen-go and protoc-gen-go-grpc into the program's own GOPATH, at the import
+paths their ``go_package`` options give; then ``go build`` runs in ``src_dir`` in
+GOPATH mode with that GOPATH and Debian's ``/usr/share/gocode``. Its executable is
+cached in ``tests/go/bin/programs/<name>/<name>`` (``name``: ``src_dir``'s name by
+default) and rebuilt when a ``.go`` file in ``src_dir``, a listed proto or the
+toolchain changes; the Go build cache is shared with the peers, so a fresh build of
+a small program is mostly the link (~2 s). By hand it is::
+
+    B=/some/dir; mkdir -p $B/src
+    protoc -I PROTO_DIR --go_out=$B/src --go-grpc_out=$B/src PROTOS...
+    CGO_ENABLED=0 GO111MODULE=off GOPATH=$B:/usr/share/gocode go build -o $B/prog ./SRC_DIR
+
+Run ``python tests/gopeers.py`` to build and print both peer paths.
 """
 
 from __future__ import annotations
@@ -94,6 +112,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -107,6 +126,7 @@ from typing import Any
 
 __all__ = [
     "GoHostRun",
+    "build_go_program",
     "go_host_binary",
     "go_plugin_binary",
     "run_go_host",
@@ -116,6 +136,7 @@ TESTS_DIR = Path(__file__).resolve().parent
 GO_DIR = TESTS_DIR / "go"
 GO_SRC = GO_DIR / "src" / "rpcpeers"
 BIN_DIR = GO_DIR / "bin"
+PROGRAMS_DIR = BIN_DIR / "programs"
 PROTO_DIR = TESTS_DIR / "protos"
 PROTOS = ("conformance/v1/conformance.proto", "conformance/v2/conformance.proto")
 GOCODE = Path("/usr/share/gocode")
@@ -129,11 +150,14 @@ SETUP_HINT = (
 
 # Bump when the build recipe below changes in a way the content hash cannot see.
 _RECIPE = "gopeers-build-1"
+_PROGRAM_RECIPE = "go-program-build-1"
 _BUILD_TIMEOUT = 900.0
+_NAME_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 _lock = threading.Lock()
 _built: dict[str, Path] | None = None
 _failure: RuntimeError | None = None
+_programs: dict[tuple[object, ...], Path | RuntimeError] = {}
 
 
 def go_host_binary() -> Path:
@@ -144,6 +168,46 @@ def go_host_binary() -> Path:
 def go_plugin_binary() -> Path:
     """Return the goplugin executable, building it first if needed."""
     return _build()["goplugin"]
+
+
+def build_go_program(
+    src_dir: str | os.PathLike[str],
+    protos: Sequence[str] = (),
+    *,
+    proto_path: Sequence[str | os.PathLike[str]] = (),
+    name: str | None = None,
+) -> Path:
+    """Build the Go ``main`` package in ``src_dir`` and return its executable (cached).
+
+    ``protos`` are proto file names as protoc takes them, relative to one of the
+    ``proto_path`` directories (default: ``src_dir``); list every proto the Go code
+    needs, imported ones included (well-known types excepted). They are compiled
+    into the program's own GOPATH at their ``go_package`` import paths; the program
+    imports them from there, and everything else from the standard library or
+    Debian's ``/usr/share/gocode`` (GOPATH mode, no modules, no network).
+
+    Raises ``RuntimeError`` with the tool's output when a step fails, or telling you
+    to run ``make setup`` when the toolchain is missing.
+    """
+    src = Path(src_dir).resolve()
+    program = src.name if name is None else name
+    if not _NAME_OK.fullmatch(program):
+        raise ValueError(f"build_go_program: {program!r} is not a usable program name")
+    dirs = [Path(d).resolve() for d in proto_path] or [src]
+    key: tuple[object, ...] = (src, tuple(protos), tuple(dirs), program)
+    with _lock:
+        done = _programs.get(key)
+        if isinstance(done, RuntimeError):
+            raise done
+        if done is not None:
+            return done
+        try:
+            path = _build_program(src, list(protos), dirs, program)
+        except RuntimeError as exc:
+            _programs[key] = exc
+            raise
+        _programs[key] = path
+        return path
 
 
 @dataclass(frozen=True)
@@ -168,7 +232,7 @@ def _find_tools() -> _Tools:
         missing.append(f"the Debian go-plugin sources are missing ({GO_PLUGIN_SRC})")
     if missing:
         raise RuntimeError(
-            "cannot build the Go test peers: " + "; ".join(missing) + f". To fix: {SETUP_HINT}."
+            "cannot build the Go programs: " + "; ".join(missing) + f". To fix: {SETUP_HINT}."
         )
     return _Tools(
         go=found["go"],
@@ -178,14 +242,8 @@ def _find_tools() -> _Tools:
     )
 
 
-def _digest(tools: _Tools) -> str:
-    """Hash everything a build depends on that the Go build cache cannot see."""
-    h = hashlib.sha256(_RECIPE.encode())
-    inputs = sorted(p for p in GO_SRC.rglob("*") if p.is_file() and p.suffix == ".go")
-    inputs += [PROTO_DIR / p for p in PROTOS]
-    for path in inputs:
-        h.update(str(path.relative_to(TESTS_DIR)).encode() + b"\0")
-        h.update(path.read_bytes() + b"\0")
+def _hash_toolchain(h: Any, tools: _Tools) -> None:
+    """Feed the toolchain's identity (paths, sizes, mtimes) into ``h``."""
     toolchain = [
         Path(tools.go),
         Path(tools.protoc),
@@ -200,6 +258,17 @@ def _digest(tools: _Tools) -> str:
         except OSError:
             continue
         h.update(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}\0".encode())
+
+
+def _digest(tools: _Tools) -> str:
+    """Hash everything the peers' build depends on that the Go build cache cannot see."""
+    h = hashlib.sha256(_RECIPE.encode())
+    inputs = sorted(p for p in GO_SRC.rglob("*") if p.is_file() and p.suffix == ".go")
+    inputs += [PROTO_DIR / p for p in PROTOS]
+    for path in inputs:
+        h.update(str(path.relative_to(TESTS_DIR)).encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    _hash_toolchain(h, tools)
     return h.hexdigest()
 
 
@@ -213,12 +282,14 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-def _run_tool(argv: Sequence[str], env: Mapping[str, str], what: str) -> None:
+def _run_tool(
+    argv: Sequence[str], env: Mapping[str, str], what: str, *, cwd: Path = GO_DIR
+) -> None:
     try:
         proc = subprocess.run(
             list(argv),
             env=dict(env),
-            cwd=GO_DIR,
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -226,48 +297,61 @@ def _run_tool(argv: Sequence[str], env: Mapping[str, str], what: str) -> None:
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise RuntimeError(f"building the Go test peers: {what} failed: {exc}") from exc
+        raise RuntimeError(f"building {what} failed: {exc}") from exc
     if proc.returncode != 0:
         raise RuntimeError(
-            f"building the Go test peers: {what} failed (exit {proc.returncode}).\n"
+            f"building {what} failed (exit {proc.returncode}).\n"
             f"command: {' '.join(argv)}\n"
             f"--- stdout ---\n{proc.stdout}--- stderr ---\n{proc.stderr}"
             f"If the toolchain looks broken, {SETUP_HINT}."
         )
 
 
-def _compile(tools: _Tools) -> None:
-    """Generate the protobuf code and build both programs into BIN_DIR."""
-    gopath = BIN_DIR / "gopath"
-    shutil.rmtree(gopath, ignore_errors=True)
-    (gopath / "src").mkdir(parents=True)
-    env = dict(os.environ)  # protoc finds its plugins on PATH, where _find_tools saw them
+def _protoc(
+    tools: _Tools, proto_path: Sequence[Path], protos: Sequence[str], src: Path, what: str
+) -> None:
+    """Compile ``protos`` to Go under ``src`` (a GOPATH's src directory)."""
+    # protoc finds its plugins on PATH, where _find_tools saw them
     _run_tool(
         [
             tools.protoc,
-            f"-I{PROTO_DIR}",
-            f"--go_out={gopath / 'src'}",
-            f"--go-grpc_out={gopath / 'src'}",
-            *PROTOS,
+            *(f"-I{d}" for d in proto_path),
+            f"--go_out={src}",
+            f"--go-grpc_out={src}",
+            *protos,
         ],
-        env,
-        "protoc",
+        os.environ,
+        what,
     )
-    env.update(
-        GO111MODULE="off",
-        GOPATH=os.pathsep.join([str(gopath), str(GO_DIR), str(GOCODE)]),
-        GOCACHE=str(BIN_DIR / ".cache"),
-        GOFLAGS="",
-        GOENV="off",
-        GOPROXY="off",
-        CGO_ENABLED="0",
-    )
+
+
+def _go_env(gopath: Sequence[Path]) -> dict[str, str]:
+    """The environment of a GOPATH-mode ``go build`` against Debian's gocode, offline."""
+    return {
+        **os.environ,
+        "GO111MODULE": "off",
+        "GOPATH": os.pathsep.join(str(p) for p in [*gopath, GOCODE]),
+        "GOCACHE": str(BIN_DIR / ".cache"),  # shared by every program built here
+        "GOFLAGS": "",
+        "GOENV": "off",
+        "GOPROXY": "off",
+        "CGO_ENABLED": "0",
+    }
+
+
+def _compile(tools: _Tools) -> None:
+    """Generate the protobuf code and build both peers into BIN_DIR."""
+    gopath = BIN_DIR / "gopath"
+    shutil.rmtree(gopath, ignore_errors=True)
+    (gopath / "src").mkdir(parents=True)
+    what = "the Go test peers: protoc"
+    _protoc(tools, [PROTO_DIR], PROTOS, gopath / "src", what)
     out = Path(tempfile.mkdtemp(prefix=".build-", dir=BIN_DIR))
     try:
         _run_tool(
             [tools.go, "build", "-o", f"{out}{os.sep}", *(f"rpcpeers/{p}" for p in PROGRAMS)],
-            env,
-            "go build",
+            _go_env([gopath, GO_DIR]),
+            "the Go test peers: go build",
         )
         for name in PROGRAMS:
             os.replace(out / name, BIN_DIR / name)
@@ -293,14 +377,78 @@ def _build() -> dict[str, Path]:
                 if current != digest or not all(os.access(p, os.X_OK) for p in paths.values()):
                     stamp.unlink(missing_ok=True)
                     _compile(tools)
-                    tmp = stamp.with_name(f".stamp-{os.getpid()}")
-                    tmp.write_text(digest)
-                    os.replace(tmp, stamp)
+                    _write_stamp(stamp, digest)
         except RuntimeError as exc:
             _failure = exc
             raise
         _built = paths
         return paths
+
+
+def _write_stamp(stamp: Path, digest: str) -> None:
+    tmp = stamp.with_name(f".stamp-{os.getpid()}")
+    tmp.write_text(digest)
+    os.replace(tmp, stamp)
+
+
+def _locate_protos(protos: Sequence[str], proto_path: Sequence[Path]) -> list[Path]:
+    """The file each proto name refers to: the first ``proto_path`` entry holding it."""
+    found: list[Path] = []
+    for proto in protos:
+        hits = [d / proto for d in proto_path if (d / proto).is_file()]
+        if not hits:
+            where = ", ".join(str(d) for d in proto_path)
+            raise RuntimeError(f"build_go_program: {proto} is in none of: {where}")
+        found.append(hits[0])
+    return found
+
+
+def _build_program(src: Path, protos: list[str], proto_path: list[Path], name: str) -> Path:
+    """build_go_program's work, under the module lock."""
+    if not src.is_dir():
+        raise RuntimeError(f"build_go_program: {src} is not a directory")
+    sources = sorted(
+        p for p in src.iterdir() if p.suffix == ".go" and not p.name.endswith("_test.go")
+    )
+    if not sources:
+        raise RuntimeError(f"build_go_program: no .go files in {src}")
+    tools = _find_tools()
+    h = hashlib.sha256(f"{_PROGRAM_RECIPE}\0{name}\0{src}\0".encode())
+    h.update("\0".join(str(d) for d in proto_path).encode() + b"\0\0")
+    for label, path in [
+        *((p.name, p) for p in sources),
+        *zip(protos, _locate_protos(protos, proto_path), strict=True),
+    ]:
+        h.update(label.encode() + b"\0" + path.read_bytes() + b"\0")
+    _hash_toolchain(h, tools)
+    digest = h.hexdigest()
+
+    home = PROGRAMS_DIR / name
+    home.mkdir(parents=True, exist_ok=True)
+    binary, stamp = home / name, home / "stamp"
+    with _file_lock(home / ".build.lock"):
+        current = stamp.read_text() if stamp.exists() else ""
+        if current == digest and os.access(binary, os.X_OK):
+            return binary
+        stamp.unlink(missing_ok=True)
+        gopath = home / "gopath"
+        shutil.rmtree(gopath, ignore_errors=True)
+        (gopath / "src").mkdir(parents=True)
+        if protos:
+            _protoc(tools, proto_path, protos, gopath / "src", f"{name}: protoc")
+        out = Path(tempfile.mkdtemp(prefix=".build-", dir=home))
+        try:
+            _run_tool(
+                [tools.go, "build", "-o", str(out / name), "."],
+                _go_env([gopath]),
+                f"{name}: go build",
+                cwd=src,
+            )
+            os.replace(out / name, binary)
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+        _write_stamp(stamp, digest)
+    return binary
 
 
 # ---- running gohost ----
