@@ -1,0 +1,49 @@
+"""Run the shell block of an example's README, so the build-by-hand steps cannot drift.
+
+The block is the ```` ```sh ```` block right after a ``<!-- run by tests/... -->`` line. Its first
+line must set ``B=$PWD/build/<something>`` (where everything is built); the test points ``B`` at a
+temporary directory instead, and ``.venv/bin/`` at the running interpreter's directory. The Go
+build cache is the one ``tests/gopeers.py`` keeps warm, so a run costs one link, not a rebuild of
+grpc-go.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from gopeers import BIN_DIR
+
+ROOT = Path(__file__).resolve().parents[2]
+_BLOCK = re.compile(r"<!-- run by tests/[^>]*-->\n```sh\n(?P<body>.*?)```", re.S)
+_FIRST = re.compile(r"B=\$PWD/build/[\w.-]+(?=\s|$)")
+
+
+def sh_block(readme: Path) -> str:
+    """The README's one runnable ``sh`` block."""
+    blocks = _BLOCK.findall(readme.read_text())
+    assert len(blocks) == 1, f"{readme}: want one runnable sh block, found {len(blocks)}"
+    body: str = blocks[0]
+    assert _FIRST.match(body), f"{readme}: the block must start with B=$PWD/build/..."
+    return body
+
+
+def run_sh_block(
+    readme: Path, out_dir: Path, *, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the block from the repository root with ``B=out_dir``; stdout and stderr captured."""
+    body = _FIRST.sub(lambda _: f"B={out_dir}", sh_block(readme), count=1)
+    body = body.replace(".venv/bin/", f"{Path(sys.executable).parent}{os.sep}")
+    env = {**os.environ, "GOCACHE": str(BIN_DIR / ".cache")}
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", body],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
