@@ -201,3 +201,45 @@ def test_python_dash_m_without_host_explains_itself(app: Path) -> None:
     assert done.returncode == 1
     assert "plugin" in done.stderr.lower()
     assert done.stdout == ""
+
+
+KV_IMPLEMENTATION = {
+    "v1": "        return v1_kv_pb2.GetResponse(value=b'one:' + request.key.encode())\n",
+    "v2": "        return v2_kv_pb2.GetResponse(value=b'two:' + request.key.encode())\n",
+}
+
+
+async def test_two_majors_negotiate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kv.v1 and kv.v2 in one package: the host gets the highest version both sides speak."""
+    from .conftest import KV
+
+    root, files = KV
+    out = tmp_path / "kvapp"
+    args = ["-I", str(root), *[str(root / f) for f in files], "-o", str(out), "-q"]
+    assert run_cli(args).exit_code == 0
+    servicer = out / "servicer.py"
+    text = servicer.read_text()
+    stub = "        return await super().get(request)  # TODO: implement\n"
+    assert text.count(stub) == 2
+    text = text.replace(stub, KV_IMPLEMENTATION["v1"], 1).replace(stub, KV_IMPLEMENTATION["v2"], 1)
+    servicer.write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from kvapp import plugin  # type: ignore[import-not-found]
+    from kvapp.kv.v1 import kv_pb2 as p1  # type: ignore[import-not-found]
+    from kvapp.kv.v1 import kv_rpc as r1
+    from kvapp.kv.v2 import kv_pb2 as p2  # type: ignore[import-not-found]
+    from kvapp.kv.v2 import kv_rpc as r2
+
+    assert plugin.VERSIONS == (1, 2)
+    command = [sys.executable, "-m", "kvapp"]
+    seen = {}
+    for versions in ([1], [2, 1], [2]):
+        async with rpcplugin.launch(
+            command, cwd=str(tmp_path), handshake=plugin.HANDSHAKE, versions=versions
+        ) as conn:
+            if conn.version == 1:
+                reply = await r1.KVPlugin.client(conn).get(p1.GetRequest(key="k"))
+            else:
+                reply = await r2.KVClient(conn).get(p2.GetRequest(key="k"))
+            seen[tuple(versions)] = (conn.version, reply.value)
+    assert seen == {(1,): (1, b"one:k"), (2, 1): (2, b"two:k"), (2,): (2, b"two:k")}
