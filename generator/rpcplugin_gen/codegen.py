@@ -13,6 +13,16 @@ Per proto file ``a/b/x.proto`` (``google/protobuf/*`` and the runtime's own prot
 Per output package (``package_files``): empty ``__init__.py`` in every directory, ``py.typed``,
 ``plugin.py`` (every service by version, the handshake, typed ``handlers()``/``serve()``) and
 ``__main__.py`` (``python -m pkg`` runs the user's ``servicer.main()``).
+
+The four per-service roles: ``X`` (``typing.Protocol``, no transport types, no ``ctx``: what
+host code and tests are written against), ``XServicer`` (concrete base answering UNIMPLEMENTED:
+the forward-compatible way to implement ``X``), ``XClient`` (typed proxy over a channel or a
+launched plugin) and ``XPlugin`` (an ``rpcplugin.servicer.PluginBinding``: registration,
+handshake, app protocol version). The issue called the last one ``XProtocol``; ``XPlugin``
+avoids two different "protocols" next to each other and matches go-plugin's ``plugin.Plugin``.
+
+No ``_pb2_grpc.py`` is written: grpcio's stubs are untyped, import absolutely, and would be a
+second, competing registration path next to ``XPlugin.handler``; ``XClient`` replaces the stub.
 """
 
 from __future__ import annotations
