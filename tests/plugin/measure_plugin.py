@@ -75,7 +75,9 @@ def median_ms(values: list[float]) -> str:
     return f"{statistics.median(values) * 1000:7.1f} ms"
 
 
-async def one(argv: list[str], env: dict[str, str], identity: Identity | None, stdio: bool) -> dict:
+async def one(
+    argv: list[str], env: dict[str, str], identity: Identity | None, stdio: bool
+) -> dict[str, float]:
     started = time.monotonic()
     plugin = PluginProcess(argv, env)
     hs = plugin.read_handshake()
@@ -126,7 +128,7 @@ async def main(rounds: int) -> None:
             python_argv(), plugin_env(pb_dir, d, {"PLUGIN_CLIENT_CERT": p521.pem}), p521, False,
         ),
     }  # fmt: skip
-    results: dict[str, list[dict]] = {name: [] for name in cases}
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in cases}
     for _ in range(2):  # warm the page cache
         for make in cases.values():
             await one(*make(short_tmpdir()))

@@ -16,7 +16,6 @@ from peers.harness import (
     HEALTH_CHECK,
     SHUTDOWN,
     START_STREAM,
-    STREAM_STDIO,
     Conformance,
     Identity,
     Launcher,
@@ -225,7 +224,7 @@ async def test_p24_go_plugin_method_paths_are_served(launch: Launcher) -> None:
         channel = dialed.channel
         unary: Any = channel.unary_unary(HEALTH_CHECK)
         assert await unary(health_request("plugin"), timeout=10) == b"\x08\x01"
-        stdio: Any = channel.unary_stream(STREAM_STDIO)(b"")
+        stdio: Any = stdio_stream(channel)
         broker: Any = channel.stream_stream(START_STREAM)()
         for call in (stdio, broker):
             with pytest.raises(asyncio.TimeoutError):  # open, not UNIMPLEMENTED
