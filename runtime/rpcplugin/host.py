@@ -185,6 +185,12 @@ class PluginConnection:
     def _on_exit(self, future: asyncio.Future[int]) -> None:
         if self._closing:
             return
+        relay = self._dialed.relay
+        if relay is not None:
+            # the OpenSSL relay would keep accepting gRPC's connections and dropping them, which
+            # grpcio retries: calls without a deadline would wait forever. Stopping it makes
+            # them fail at once with UNAVAILABLE, as on a plaintext or grpcio-TLS channel.
+            self._tasks.append(asyncio.ensure_future(relay.close()))
         assert self._process is not None
         log.error("%s", self._process.exit_error("unexpectedly"))
 
