@@ -186,7 +186,7 @@ async def probe(
     data: bytes = b"",
     *,
     service: str = "misbehaving.Probe",
-    timeout: float = 5.0,
+    timeout: float | None = 5.0,
 ) -> bytes:
     """Call a raw-bytes method of a test plugin."""
     call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = conn.channel.unary_unary(

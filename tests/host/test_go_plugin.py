@@ -168,9 +168,11 @@ async def test_go_plugin_dies_while_connected(
         sock_dir, {"GOPLUGIN_EXIT_AFTER_HANDSHAKE_MS": "300", "GOPLUGIN_EXIT_CODE": "9"}
     )
     try:
+        assert conn.tls == "openssl"
         assert await asyncio.wait_for(conn.wait_exit(), 2.0) == 9
-        with pytest.raises(PluginExitedError, match="exit status 9"):
+        with Clock() as clock, pytest.raises(PluginExitedError, match="exit status 9"):
             await conn.ping()
+        assert clock.seconds < 1.0
     finally:
         await conn.close()
     assert_sockets_gone(caplog)

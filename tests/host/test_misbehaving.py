@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import stat
+from typing import Any
 
 import grpc
 import pytest
@@ -204,14 +205,16 @@ async def test_dies_right_after_handshake(sock_dir: str) -> None:
     assert "dying with status 5 as told" in str(info.value)
 
 
-@pytest.mark.parametrize("tls_backend", ["grpc", "openssl"])
+@pytest.mark.parametrize("tls_backend", ["off", "grpc", "openssl"])
 async def test_death_after_connect_is_noticed_at_once(
     sock_dir: str, tls_backend: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     events = os.path.join(sock_dir, "events")
-    conn = await launch(
-        mb("die-after", 400, 6), sock_dir, env={"MISBEHAVE_EVENTS": events}, tls_backend=tls_backend
+    tls: dict[str, Any] = (
+        {"auto_mtls": False} if tls_backend == "off" else {"tls_backend": tls_backend}
     )
+    conn = await launch(mb("die-after", 400, 6), sock_dir, env={"MISBEHAVE_EVENTS": events}, **tls)
+    assert conn.tls == tls_backend
     try:
         assert not conn.exited
         assert conn.exit_error is None
@@ -228,8 +231,14 @@ async def test_death_after_connect_is_noticed_at_once(
         error = conn.exit_error
         assert isinstance(error, PluginExitedError)
         assert error.returncode == 6 and "dying with status 6" in error.stderr_tail
+        # after the exit, calls fail at once, even without a deadline (through the OpenSSL
+        # relay they used to be retried forever)
+        with Clock() as after_clock, pytest.raises(grpc.aio.AioRpcError) as after_info:
+            await asyncio.wait_for(probe(conn, "Echo", b"x", timeout=None), 5)
+        assert after_info.value.code() == grpc.StatusCode.UNAVAILABLE
         with pytest.raises(PluginExitedError, match="exit status 6"):
             await conn.ping()
+        assert after_clock.seconds < 1.0
         assert any("exited unexpectedly" in r.getMessage() for r in caplog.records)
     finally:
         with Clock() as close_clock:

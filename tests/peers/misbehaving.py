@@ -80,8 +80,10 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import grpc
+if TYPE_CHECKING:  # imported where used, so that `exit` mode is out before grpc loads
+    import grpc
 
 SHORTHANDS = {
     "netrpc": "1|{version}|{network}|{addr}|netrpc|{cert}",
@@ -186,6 +188,8 @@ def make_cert(curve_name: str) -> Cert:
 def unary(
     fn: Callable[[bytes, grpc.aio.ServicerContext[bytes, bytes]], Awaitable[bytes]],
 ) -> grpc.RpcMethodHandler[bytes, bytes]:
+    import grpc
+
     return grpc.unary_unary_rpc_method_handler(fn)  # raw bytes both ways
 
 
@@ -225,6 +229,8 @@ class Plugin:
         return b"held"
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
+        import grpc
+
         generic = grpc.method_handlers_generic_handler
         return [
             generic("grpc.health.v1.Health", {"Check": unary(self.health)}),
@@ -237,12 +243,11 @@ class Plugin:
 
     # -- the run -------------------------------------------------------------------------
     async def run(self) -> int:
+        import grpc
+
         mode, args = self.mode, self.args
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(watch_parent())]
-        if mode == "exit":
-            err(args[1] if len(args) > 1 else "misbehaving: exiting before the handshake")
-            return int(args[0])
         if mode == "fork-holder":
             child = subprocess.Popen(
                 ["sleep", "30"], stdin=subprocess.DEVNULL, start_new_session=True
@@ -428,6 +433,9 @@ async def watch_parent() -> None:
 def main() -> int:
     argv = sys.argv[1:] or shlex.split(os.environ.get("MISBEHAVE", "ok"))
     mode, args = argv[0], argv[1:]
+    if mode == "exit":
+        err(args[1] if len(args) > 1 else "misbehaving: exiting before the handshake")
+        return int(args[0])
     return asyncio.run(Plugin(mode, args).run())
 
 
