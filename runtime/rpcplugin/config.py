@@ -1,4 +1,5 @@
-"""Plugin-side settings: go-plugin's ``PLUGIN_*`` variables and our own ``RPCPLUGIN_*`` ones.
+"""Plugin-side settings: go-plugin's ``PLUGIN_*`` variables and our own ``RPCPLUGIN_*`` ones,
+plus the ``RPCPLUGIN_CONNECT_*`` ones a Python host reads (:class:`ConnectSettings`).
 
 Read and validated when the server starts, never at import. A bad value raises
 :class:`~rpcplugin.errors.ConfigError` naming the variable, its value and what is allowed;
