@@ -115,7 +115,7 @@ async def test_a_server_that_comes_up_after_2s_is_reached_within_the_deadline() 
     finally:
         server = await late
         await server.stop(None)  # type: ignore[attr-defined]
-    assert 2.0 <= elapsed < 3.0, elapsed
+    assert 2.0 <= elapsed < policy.deadline, elapsed
 
 
 async def test_a_server_that_never_comes_up_fails_at_the_deadline() -> None:
@@ -125,7 +125,7 @@ async def test_a_server_that_never_comes_up_fails_at_the_deadline() -> None:
     with pytest.raises(TransportError) as caught:
         await rpcplugin.connect(address, retry=policy)
     elapsed = time.monotonic() - started
-    assert 1.5 <= elapsed < 2.0, elapsed
+    assert 1.5 <= elapsed < 2.5, elapsed  # at the deadline, not before and not much after
     assert f"connect to {address} failed after" in str(caught.value)
     assert "1.5 s" in str(caught.value)
 
