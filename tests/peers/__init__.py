@@ -1,1 +1,2 @@
-"""Test peers written in Python (the conformance plugin); the Go ones live in ``tests/go``."""
+"""Test peers and harness written in Python (plugins, the raw-protocol harness); the Go peers
+live in ``tests/go``."""
