@@ -483,7 +483,9 @@ async def _launch(
         await connection._close(graceful=False)
         raise
     if metrics is not None:
-        metrics.plugin_started(name, time.monotonic() - started, side="client")
+        from .metrics import report_plugin_started
+
+        report_plugin_started(metrics, name, time.monotonic() - started, side="client")
     return connection
 
 

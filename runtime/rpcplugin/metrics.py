@@ -225,6 +225,36 @@ def from_setting(value: str) -> Metrics:
     raise ConfigError("RPCPLUGIN_METRICS", value, "one of off, auto, otel")
 
 
+def report_plugin_started(metrics: Metrics, plugin: str, seconds: float, *, side: Side) -> None:
+    """``metrics.plugin_started(...)``, with a failure of the implementation logged, not raised."""
+    try:
+        metrics.plugin_started(plugin, seconds, side=side)
+    except Exception:
+        log.exception("metrics implementation %r failed in plugin_started; ignored", metrics)
+
+
+class _StartGuarded(Metrics):
+    """``metrics`` whose :meth:`plugin_started` never raises (what ``serve()`` is given)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.inner = metrics
+        self.enabled = metrics.enabled
+
+    def call_started(self, call: CallRecord, headers: MutableMapping[str, str]) -> object:
+        return self.inner.call_started(call, headers)
+
+    def call_finished(self, call: CallRecord, state: object) -> None:
+        self.inner.call_finished(call, state)
+
+    def plugin_started(self, plugin: str, seconds: float, *, side: Side) -> None:
+        report_plugin_started(self.inner, plugin, seconds, side=side)
+
+
+def start_guarded(metrics: Metrics) -> Metrics:
+    """``metrics`` with :meth:`Metrics.plugin_started` failures logged instead of raised."""
+    return metrics if isinstance(metrics, _StartGuarded) else _StartGuarded(metrics)
+
+
 # -- the interceptors ------------------------------------------------------------------------
 
 

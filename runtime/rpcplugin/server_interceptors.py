@@ -41,9 +41,10 @@ def build(
 
         active = from_setting(settings.metrics)
     if active is not None and active.enabled:
-        from .metrics import MetricsServerInterceptor
+        from .metrics import MetricsServerInterceptor, start_guarded
 
         chain.append(MetricsServerInterceptor(active, plugin=plugin))
+        active = start_guarded(active)
     else:
         active = None
     if auth is not None:
