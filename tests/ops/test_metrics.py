@@ -239,6 +239,9 @@ async def test_a_failing_metrics_implementation_never_breaks_a_call(
         def call_finished(self, call: CallRecord, state: object) -> None:
             raise RuntimeError("exporter down")
 
+        def plugin_started(self, plugin: str, seconds: float, *, side: Any) -> None:
+            raise RuntimeError("exporter down")
+
     broken = Broken()
     assert broken.enabled and not metrics.NO_METRICS.enabled
     async with (
@@ -250,3 +253,4 @@ async def test_a_failing_metrics_implementation_never_breaks_a_call(
     logged = capfd.readouterr().err  # the plugin's logging goes to fd 2 while it serves
     assert logged.count("its errors are ignored") == 2  # once per side, not once per call
     assert "exporter down" in logged
+    assert "failed in plugin_started; ignored" in logged  # and the plugin served on
