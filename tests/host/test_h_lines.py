@@ -6,6 +6,7 @@ H04 AutoMTLS (our certificate, pinning theirs), H06 close, H08 reattach, H09 che
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import hashlib
 import inspect
@@ -25,6 +26,7 @@ from conftest import (
     pid_running,
     probe,
     probe_json,
+    read_events,
 )
 from gopeers import go_plugin_binary
 
@@ -204,6 +206,46 @@ async def test_h04_p521_plugin_needs_openssl_and_grpc_is_refused_not_weakened(
         await conn.ping()
     with pytest.raises(SecurityError, match="cannot verify the peer's EC secp521r1 key"):
         await launch(mb("ok"), sock_dir, env=env, tls_backend="grpc")
+
+
+# -- H05: stdio and broker streams -------------------------------------------------------
+async def test_h05_stdio_and_broker_streams_opened_and_unimplemented_tolerated(
+    sock_dir: str,
+) -> None:
+    events = os.path.join(sock_dir, "events")
+    async with launch(mb("ok"), sock_dir, env={"MISBEHAVE_EVENTS": events}) as conn:
+        await conn.ping()
+        for _ in range(100):
+            called = {d for _, n, d in read_events(events) if n == "unimplemented"}
+            if len(called) >= 2:
+                break
+            await asyncio.sleep(0.02)
+        assert called == {"/plugin.GRPCStdio/StreamStdio", "/plugin.GRPCBroker/StartStream"}
+        assert await probe(conn, "Echo", b"fine without them") == b"fine without them"
+    os.unlink(events)
+
+
+# -- cancelling a launch ------------------------------------------------------------------
+@pytest.mark.parametrize("when", ["before-handshake", "in-health-check"])
+async def test_a_cancelled_launch_leaves_nothing(sock_dir: str, when: str) -> None:
+    events = os.path.join(sock_dir, "events")
+    argv = mb("silent") if when == "before-handshake" else mb("slow-health")
+    task = asyncio.ensure_future(
+        launch(argv, sock_dir, env={"MISBEHAVE_EVENTS": events}, auto_mtls=False)
+    )
+    if when == "in-health-check":
+        while "handshake" not in event_names(events):
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+    else:
+        await asyncio.sleep(0.5)
+    task.cancel()
+    with Clock() as clock, pytest.raises(asyncio.CancelledError):
+        await task
+    assert clock.seconds < 0.5
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(events)
+    # no_leaks: the half-started plugin was killed and reaped, its socket removed
 
 
 # -- H06: close ---------------------------------------------------------------------------

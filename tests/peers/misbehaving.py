@@ -36,6 +36,8 @@ Modes
 ``wedged reply|hang``
     ignore Shutdown: answer it and keep running (``reply``) or never answer (``hang``);
     SIGINT and SIGTERM are ignored too. Only SIGKILL ends it.
+``slow-health``
+    behave, but never answer the health check.
 ``flood MIB``
     after the handshake write MIB MiB to stdout and MIB MiB to stderr (1 KiB lines plus one
     200 KiB line), from the event loop thread: if the host stops draining, the server stalls.
@@ -54,7 +56,8 @@ Modes
 Environment
 -----------
 ``MISBEHAVE_EVENTS=PATH``: append ``<monotonic> <event> [detail]`` lines (``handshake``,
-``shutdown``, ``signal NAME``, ``child PID``, ``flood-done``, ``dying``, ``listening ADDR``).
+``shutdown``, ``signal NAME``, ``child PID``, ``flood-done``, ``dying``, ``listening ADDR``,
+``unimplemented /pkg.Service/Method`` for calls to anything it does not serve).
 ``MISBEHAVE_CURVE``: ``secp256r1`` (default) or ``secp521r1`` for the plugin certificate.
 ``MISBEHAVE_SAN``: the certificate's DNS name (default ``localhost``).
 ``MISBEHAVE_TCP=1`` (or ``RPCPLUGIN_TRANSPORT=tcp``): listen on 127.0.0.1.
@@ -204,6 +207,8 @@ class Plugin:
     async def health(
         self, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
     ) -> bytes:
+        if self.mode == "slow-health":
+            await asyncio.Event().wait()
         return b"\x08\x01"  # SERVING, whatever the service name
 
     async def shutdown(
@@ -231,6 +236,15 @@ class Plugin:
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         import grpc
 
+        class Unimplemented(grpc.GenericRpcHandler):
+            """Records calls to methods this plugin does not serve (they stay UNIMPLEMENTED)."""
+
+            def service(
+                self, handler_call_details: grpc.HandlerCallDetails
+            ) -> grpc.RpcMethodHandler[bytes, bytes] | None:
+                event("unimplemented", str(getattr(handler_call_details, "method", "")))
+                return None
+
         generic = grpc.method_handlers_generic_handler
         return [
             generic("grpc.health.v1.Health", {"Check": unary(self.health)}),
@@ -239,6 +253,7 @@ class Plugin:
                 "misbehaving.Probe",
                 {"Echo": unary(self.echo), "Info": unary(self.info), "Hold": unary(self.hold)},
             ),
+            Unimplemented(),
         ]
 
     # -- the run -------------------------------------------------------------------------
