@@ -149,7 +149,7 @@ async def test_p22_ten_megabytes_without_a_subscriber_never_block(
         assert seconds < 3.0, f"writing 10 MB took {seconds:.2f} s in the plugin"
         started = time.monotonic()
         assert await health_check(dialed.channel) == 1
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 2.0  # blocked would mean never
         grown = rss_kib(plugin.pid) - rss_before
         assert grown < 30_000, f"RSS grew by {grown} KiB: output is not bounded"
         # a late subscriber gets only the newest output, at most the buffer size (1 MiB)
@@ -175,7 +175,7 @@ async def test_p22_a_subscriber_that_never_reads_does_not_block_the_plugin(
         assert seconds < 3.0
         started = time.monotonic()
         assert await health_check(dialed.channel) == 1
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 2.0  # blocked would mean never
         stream.cancel()
 
 
