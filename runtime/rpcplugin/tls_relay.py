@@ -33,6 +33,9 @@ class _Pump(asyncio.Protocol):
         self.partner: _Pump | None = None
         self._pending: list[bytes] = []
         self._eof_pending = False
+        self.received = 0
+        self.error: Exception | None = None
+        """Why the connection was lost, if it was an error (e.g. the peer's TLS alert)."""
         self._on_made = on_made
         self.closed = asyncio.get_running_loop().create_future()
 
@@ -53,6 +56,7 @@ class _Pump(asyncio.Protocol):
             self._forward_eof()
 
     def data_received(self, data: bytes) -> None:
+        self.received += len(data)
         partner = self.partner
         if partner is None or partner.transport is None:
             self._pending.append(data)
@@ -87,6 +91,7 @@ class _Pump(asyncio.Protocol):
             self.partner.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.error = exc
         if not self.closed.done():
             self.closed.set_result(None)
         partner = self.partner
@@ -236,6 +241,27 @@ class TLSOriginator:
             upstream.close()
             return
         _pair(downstream, upstream)
+        upstream.closed.add_done_callback(lambda _: self._note_alert(upstream))
+
+    def _note_alert(self, upstream: _Pump) -> None:
+        # under TLS 1.3 a server refuses our certificate (or its absence) only after the
+        # handshake: an alert on the first read, or just EOF before it sent anything (a gRPC
+        # server always starts with its SETTINGS frame). Keep that for the caller.
+        if isinstance(upstream.error, ssl.SSLError):
+            reason = f"OpenSSL: {upstream.error}"
+        elif upstream.received == 0:
+            reason = "it closed the connection right after the handshake without sending a byte"
+        else:
+            return
+        message = (
+            f"TLS connection to {self._peer} was refused by the peer after the handshake, which "
+            f"is how a TLS 1.3 server rejects the client certificate (ours, or its absence) "
+            f"({reason})"
+        )
+        self._state.last_error = message
+        if self.on_error is not None:
+            self.on_error(message)
+        log.debug(message)
 
     async def close(self) -> None:
         """Stop accepting, drop every relayed connection and remove the socket file."""
