@@ -37,11 +37,14 @@ class _Pump(asyncio.Protocol):
         self.error: Exception | None = None
         """Why the connection was lost, if it was an error (e.g. the peer's TLS alert)."""
         self._on_made = on_made
+        self._tls = False
         self.closed = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        # asked now: a closed SSL transport's get_extra_info() raises AttributeError
+        self._tls = transport.get_extra_info("sslcontext") is not None
         if self._on_made is not None:
             self._on_made(self)
 
@@ -69,7 +72,7 @@ class _Pump(asyncio.Protocol):
         else:
             self._forward_eof()
         # keep our write side open until the partner is done too (SSL transports cannot)
-        if self.transport is not None and self.transport.get_extra_info("sslcontext") is None:
+        if self.transport is not None and not self._tls:
             return True
         return None
 
