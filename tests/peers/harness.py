@@ -304,6 +304,19 @@ class PluginProcess:
         self._reader.join(5)
         return code
 
+    async def wait_async(self, timeout: float) -> int:
+        """:meth:`wait` without blocking the event loop (which may be carrying the connection,
+        e.g. through an :class:`OpenSSLRelay`, that the plugin is closing)."""
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"plugin {self.pid} still running after {timeout} s\n{self.stderr_text()}"
+                )
+            await asyncio.sleep(0.002)
+        self._reader.join(5)
+        return self.proc.returncode
+
     def running(self) -> bool:
         return self.proc.poll() is None
 

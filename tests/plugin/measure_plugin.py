@@ -94,7 +94,7 @@ async def one(
             plugin.proc.kill()
         else:
             await shutdown(dialed.channel)
-        plugin.proc.wait(5)
+        await plugin.wait_async(5)
         stopped = time.monotonic() - stop_started
         if stream is not None:
             stream.cancel()

@@ -93,7 +93,7 @@ async def test_p21_shutdown_exits_within_2s_and_removes_the_socket(
         started = time.monotonic()
         code = await shutdown(dialed.channel)
         assert code in (grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE), code
-        status = plugin.wait(2.0)
+        status = await plugin.wait_async(2.0)
         elapsed = time.monotonic() - started
         assert status == 0
         assert elapsed < 2.0
