@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import stat
+import time
 from typing import Any
 
 import grpc
@@ -48,10 +49,25 @@ def launch(argv: list[str], sock_dir: str, **kw: object) -> rpcplugin.host._Open
 
 
 # -- before the handshake -----------------------------------------------------------------
+def noticed_after_death(events: str) -> float:
+    """Seconds from the plugin's last act before exiting (its ``dying`` event) to now."""
+    [(died, _, _)] = [e for e in read_events(events) if e[1] == "dying"]
+    os.unlink(events)
+    return time.monotonic() - died
+
+
 async def test_exit_before_handshake_reports_status_and_stderr_within_1s(sock_dir: str) -> None:
+    events = os.path.join(sock_dir, "events")
     with Clock() as clock, pytest.raises(PluginExitedError) as info:
-        await launch(mb("exit", 7, "fatal: cannot read /etc/acme.conf"), sock_dir)
-    assert clock.seconds < 1.0
+        await launch(
+            mb("exit", 7, "fatal: cannot read /etc/acme.conf"),
+            sock_dir,
+            env={"MISBEHAVE_EVENTS": events},
+        )
+    # the host's part, from the exit to the error, is what it controls; the whole launch
+    # includes the interpreter's start-up, hence the looser bound
+    assert noticed_after_death(events) < 0.5
+    assert clock.seconds < 2.0
     error = info.value
     assert error.returncode == 7
     assert "exit status 7" in str(error)
@@ -198,9 +214,11 @@ async def test_announced_cert_but_plaintext_server(sock_dir: str, backend: str) 
 
 # -- after the handshake ------------------------------------------------------------------
 async def test_dies_right_after_handshake(sock_dir: str) -> None:
+    events = os.path.join(sock_dir, "events")
     with Clock() as clock, pytest.raises(PluginExitedError) as info:
-        await launch(mb("die-after", 0, 5), sock_dir)
-    assert clock.seconds < 1.0
+        await launch(mb("die-after", 0, 5), sock_dir, env={"MISBEHAVE_EVENTS": events})
+    assert noticed_after_death(events) < 0.5
+    assert clock.seconds < 2.0
     assert info.value.returncode == 5
     assert "dying with status 5 as told" in str(info.value)
 
@@ -223,9 +241,9 @@ async def test_death_after_connect_is_noticed_at_once(
             await probe(conn, "Hold", b"30", timeout=20)
         assert call_info.value.code() == grpc.StatusCode.UNAVAILABLE
         assert await asyncio.wait_for(conn.wait_exit(), 1.0) == 6
-        noticed = asyncio.get_running_loop().time()
+        noticed = time.monotonic()
         [(died, _, _)] = [e for e in read_events(events) if e[1] == "dying"]
-        assert noticed - died < 0.3, "the exit should be seen as it happens (pidfd)"
+        assert noticed - died < 0.5, "the exit should be seen as it happens (pidfd)"
         assert call_clock.seconds < 2.0
         assert conn.exited and conn.returncode == 6
         error = conn.exit_error

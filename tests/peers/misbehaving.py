@@ -56,7 +56,8 @@ Modes
 Environment
 -----------
 ``MISBEHAVE_EVENTS=PATH``: append ``<monotonic> <event> [detail]`` lines (``handshake``,
-``shutdown``, ``signal NAME``, ``child PID``, ``flood-done``, ``dying``, ``listening ADDR``,
+``shutdown``, ``signal NAME``, ``child PID``, ``flood-done``, ``dying`` (just before an
+``exit`` or ``die-after`` exit), ``listening ADDR``,
 ``unimplemented /pkg.Service/Method`` for calls to anything it does not serve).
 ``MISBEHAVE_CURVE``: ``secp256r1`` (default) or ``secp521r1`` for the plugin certificate.
 ``MISBEHAVE_SAN``: the certificate's DNS name (default ``localhost``).
@@ -450,7 +451,8 @@ def main() -> int:
     mode, args = argv[0], argv[1:]
     if mode == "exit":
         err(args[1] if len(args) > 1 else "misbehaving: exiting before the handshake")
-        return int(args[0])
+        event("dying")
+        os._exit(int(args[0]))
     return asyncio.run(Plugin(mode, args).run())
 
 
