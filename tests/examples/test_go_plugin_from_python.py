@@ -69,7 +69,10 @@ def run_host(generated: Path, tmp_path: Path, *, auto_mtls: bool) -> dict[str, A
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
-    report: dict[str, Any] = json.loads(result.stdout)
+    try:
+        report: dict[str, Any] = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"not a report:\n{result.stdout}\n{result.stderr}") from None
     return report
 
 
