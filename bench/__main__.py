@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shutil
 import sys
 import time
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         log=scratch / "workers.log",
     )
     ctx.socket_dir.mkdir()
+    ctx.load_at_start = os.getloadavg()
     started = time.monotonic()
     try:
         if not (args.smoke or args.no_peers):

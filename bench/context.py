@@ -35,7 +35,7 @@ class Counts:
     gen_rounds_typical: int = 5
     gen_rounds_synth: int = 3
     synth_files: int = 40
-    go_rounds: int = 8
+    go_rounds: int = 6
     warmup: int = 1
     """Unrecorded rounds first (hosts, page cache and channels warm up)."""
 
@@ -74,6 +74,7 @@ class Context:
     """A generated plugin package's directory (run as ``python -m``), once the generator exists."""
     generator_problem: str | None = None
     log: Path | None = None
+    load_at_start: tuple[float, float, float] | None = None
 
     @property
     def python(self) -> str:

@@ -58,6 +58,7 @@ def machine(ctx: Context) -> list[tuple[str, str]]:
         ("grpcio / protobuf", f"{version('grpcio')} / {version('protobuf')}"),
         ("cryptography", version("cryptography")),
         ("mypy-protobuf / grpcio-tools", f"{version('mypy-protobuf')} / {version('grpcio-tools')}"),
+        ("load average (1 min) at start / end", _load(ctx)),
         ("commit", commit + (" (runtime/generator modified in the work tree)" if dirty else "")),
     ]
     if ctx.pyvider is not None:
@@ -86,6 +87,11 @@ def machine(ctx: Context) -> list[tuple[str, str]]:
     return rows
 
 
+def _load(ctx: Context) -> str:
+    start = f"{ctx.load_at_start[0]:.1f}" if ctx.load_at_start else "?"
+    return f"{start} / {os.getloadavg()[0]:.1f} (other processes share these 2 cores)"
+
+
 @dataclass(frozen=True)
 class Goal:
     text: str
@@ -103,11 +109,18 @@ def _check(
     miss: Callable[[float], str],
     why: str = "",
 ) -> Goal:
+    """A goal's verdict from the median, qualified by where the run's p10–p90 lies."""
     if value is None:
         return Goal(text, target, "–", f"not measured{': ' + why if why else ''}")
     spread = "" if not value.paired else f" (p10–p90 {num(value.p10)}–{num(value.p90)})"
     measured = f"{num(value.median)}{unit}{spread}"
-    verdict = "met" if ok(value.median) else f"**missed**: {miss(value.median)}"
+    both = ok(value.p10) == ok(value.p90) == ok(value.median)
+    if ok(value.median):
+        verdict = "met" if both or not value.paired else "met (within this run's noise)"
+    else:
+        verdict = f"**missed**: {miss(value.median)}"
+        if value.paired and not both:
+            verdict += " (within this run's noise)"
     return Goal(text, target, measured, verdict)
 
 
@@ -127,10 +140,10 @@ def goals(res: Results, ctx: Context) -> list[Goal]:
         return ratio(a, b) if a and b else None
 
     def pct_over(limit: float) -> Callable[[float], str]:
-        return lambda v: f"{(v / limit - 1) * 100:.0f} % over the limit"
+        return lambda v: f"{(v / limit - 1) * 100:.1f} % over the limit"
 
     def pct_under(limit: float) -> Callable[[float], str]:
-        return lambda v: f"{(1 - v / limit) * 100:.0f} % short"
+        return lambda v: f"{(1 - v / limit) * 100:.1f} % short"
 
     out: list[Goal] = []
     for tls in ("off", "on"):
@@ -329,7 +342,9 @@ def render(ctx: Context) -> str:
         "",
         "Medians with p10–p90 in brackets. Ratios are per-round ratios against the baseline named "
         "in the cell (rounds interleave the subjects, so drift hits both sides alike), and their "
-        "median. How each figure is measured: `bench/README.md`.",
+        "median. A verdict is the median's; *within this run's noise* means the p10–p90 of the "
+        "paired ratios straddles the target, so another run may well decide otherwise. How each "
+        "figure is measured: `bench/README.md`.",
         "",
         "## Goals (issue 6)",
         "",

@@ -146,7 +146,7 @@ def cold_suite(ctx: Context) -> None:
                     cell.cpu,
                     baseline=None if impl == "floor" else "floor",
                     error=cell.error,
-                    note="user+sys of the plugin process (/proc/PID/stat)",
+                    note="plugin CPU: all its threads (/proc/PID/task/*/schedstat)",
                 )
             )
         for impl in impls:

@@ -40,16 +40,6 @@ PLUGINS = Path(__file__).resolve().parent / "plugins"
 ECHO = "/conformance.v1.Conformance/Echo"
 COUNT = "/conformance.v1.Conformance/Count"
 WARMUP = 20
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def plugin_cpu(pid: int) -> float:
-    """User + system CPU seconds the process has used so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def task_cpu(pid: int) -> float:
@@ -369,7 +359,7 @@ class Worker:
         request = self.pb.EchoRequest(text="hello")
         reply = await session.calls.echo(request, timeout=30)
         elapsed = time.perf_counter() - started
-        cpu = plugin_cpu(session.pid)
+        cpu = task_cpu(session.pid)
         if reply.text != "hello":
             raise RuntimeError(f"Echo answered {reply.text!r}")
         self.sessions[sid] = session
