@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from example_tools import mypy_strict, run_sh_block
 from gopeers import build_go_program
-from sh_blocks import run_sh_block
 
 pytestmark = pytest.mark.go
 
@@ -100,24 +100,11 @@ def test_readme_commands_build_and_run_it(tmp_path: Path) -> None:
         assert lines[1].startswith(tls), run
         assert lines[2:-1] == EXPECTED, run
         assert lines[-1].startswith("closed: exit status 0 after "), run
+    readme = (EXAMPLE / "README.md").read_text()
+    assert "\n".join(EXPECTED) in readme, "the README shows other results"
 
 
 def test_host_and_generated_package_pass_mypy_strict(generated: Path) -> None:
-    env = {**os.environ, "MYPYPATH": os.pathsep.join([str(ROOT / "runtime"), str(generated)])}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mypy",
-            "--strict",
-            "--no-incremental",
-            str(EXAMPLE / "host.py"),
-            str(generated / "kv"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=generated,
-        timeout=300,
-    )
+    files = [EXAMPLE / "host.py", generated / "kv"]
+    result = mypy_strict("go-plugin-from-python", files, generated)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sh_blocks import run_sh_block
+from example_tools import mypy_strict, run_sh_block
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "versioned"
@@ -132,21 +132,5 @@ def test_readme_commands_run(tmp_path: Path) -> None:
 
 
 def test_host_servicer_and_generated_package_pass_mypy_strict(generated: Path) -> None:
-    env = {**os.environ, "MYPYPATH": os.pathsep.join([str(ROOT / "runtime"), str(generated)])}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mypy",
-            "--strict",
-            "--no-incremental",
-            str(EXAMPLE / "host.py"),
-            str(generated / "greeter"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=generated,
-        timeout=300,
-    )
+    result = mypy_strict("versioned", [EXAMPLE / "host.py", generated / "greeter"], generated)
     assert result.returncode == 0, result.stdout + result.stderr
