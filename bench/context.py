@@ -22,11 +22,11 @@ SUBJECTS = {
 class Counts:
     """Iteration counts; ``--smoke`` shrinks them all to seconds."""
 
-    cold_rounds: int = 12
+    cold_rounds: int = 15
     rss_settle: float = 0.3
-    call_rounds: int = 8
-    unary_calls: int = 300
-    inflight_calls: int = 1280
+    call_rounds: int = 12
+    unary_calls: int = 200
+    inflight_calls: int = 640
     inflight: int = 64
     stream_msgs: int = 2000
     stream_size: int = 1024
@@ -38,6 +38,8 @@ class Counts:
     go_rounds: int = 6
     warmup: int = 1
     """Unrecorded rounds first (hosts, page cache and channels warm up)."""
+    minimal: int = 0
+    """1 (``--smoke``): each code path once, leaving out subjects that only repeat one."""
 
     @classmethod
     def smoke(cls) -> Counts:
@@ -56,6 +58,7 @@ class Counts:
             synth_files=2,
             go_rounds=1,
             warmup=0,
+            minimal=1,
         )
 
 

@@ -231,6 +231,8 @@ def calls_suite(ctx: Context) -> None:
         _Subject("OpenSSL relay in the plugin (Go host path)", "ours", "plugin-relay"),
         _Subject("OpenSSL relay in the host (Go plugin path)", "ours", "host-relay"),
     ]
+    if counts.minimal:
+        tls = tls[1:2]  # the relay path; TLS itself is exercised by the cold-start suite
     subjects = plain + tls
     ops = ("unary", "inflight", "stream")
     unary: dict[str, list[float]] = {s.key: [] for s in subjects}
