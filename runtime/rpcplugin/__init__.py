@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .dial import TLSFiles
     from .host import PluginConnection, connect, launch, reattach
     from .process_guard import guard_stdout
-    from .reattach import ReattachConfig, parse_reattach
+    from .reattach_config import ReattachConfig, parse_reattach
     from .server import serve, serve_async
 
 _LAZY = {
@@ -39,8 +39,8 @@ _LAZY = {
     "launch": "host",
     "reattach": "host",
     "guard_stdout": "process_guard",
-    "ReattachConfig": "reattach",
-    "parse_reattach": "reattach",
+    "ReattachConfig": "reattach_config",
+    "parse_reattach": "reattach_config",
     "serve": "server",
     "serve_async": "server",
 }

@@ -43,7 +43,7 @@ from .errors import (
 from .handshake import MAX_LINE_BYTES, Handshake, HandshakeLine
 from .plugin_process import PluginProcess
 from .protos import grpc_stdio_pb2
-from .reattach import ReattachConfig, parse_reattach
+from .reattach_config import ReattachConfig, parse_reattach
 from .transport import Endpoint
 
 if TYPE_CHECKING:
@@ -413,8 +413,12 @@ async def _launch(
         child_env.pop(key, None)  # never leak our own host's settings into the child
     if identity is not None:
         child_env["PLUGIN_CLIENT_CERT"] = identity.cert_pem.decode("ascii")
-    if unix_socket_dir is not None:
-        child_env["PLUGIN_UNIX_SOCKET_DIR"] = unix_socket_dir
+    private_socket_dir = None
+    if unix_socket_dir is None:
+        # a directory for this plugin's sockets alone, removed after the reap: a plugin that
+        # dies or is killed cannot leave a socket file behind (go-plugin >= 1.5 does the same)
+        private_socket_dir = _private_socket_dir(unix_socket_group)
+    child_env["PLUGIN_UNIX_SOCKET_DIR"] = unix_socket_dir or private_socket_dir or ""
     if unix_socket_group is not None:
         child_env["PLUGIN_UNIX_SOCKET_GROUP"] = unix_socket_group
 
@@ -423,9 +427,13 @@ async def _launch(
             argv, env=child_env, cwd=cwd, on_stderr_line=_stderr_logger(logger, name)
         )
     except OSError as exc:
+        if private_socket_dir is not None:
+            os.rmdir(private_socket_dir)
         raise ConfigError(
             "plugin command", argv[0], f"an executable that can run ({exc})"
         ) from None
+    if private_socket_dir is not None:
+        process.private_dirs.append(private_socket_dir)
     endpoint: Endpoint | None = None
     try:
         raw = await process.first_line(start_timeout)
@@ -680,6 +688,21 @@ def _remove_stale_socket(endpoint: Endpoint | None) -> None:
         pass  # somebody still listens there (or may): not ours to remove
     finally:
         probe.close()
+
+
+def _private_socket_dir(group: str | None) -> str:
+    """A fresh 0700 directory (0770 and chgrp'd with a socket group) for one plugin's sockets."""
+    from .transport import private_dir, resolve_group
+
+    directory = private_dir()
+    if group is not None:
+        try:
+            os.chown(directory, -1, resolve_group(group))
+            os.chmod(directory, 0o770)
+        except BaseException:
+            os.rmdir(directory)
+            raise
+    return directory
 
 
 def _pid_alive(pid: int) -> bool:

@@ -31,6 +31,7 @@ _live: weakref.WeakSet[PluginProcess] = weakref.WeakSet()
 def _kill_leftovers() -> None:
     for process in list(_live):
         process.kill()
+        process.remove_private_dirs()
 
 
 atexit.register(_kill_leftovers)
@@ -97,6 +98,8 @@ class PluginProcess:
         self._pidfd: int | None = None
         self._poller: asyncio.Task[None] | None = None
         self.stdout_lines_discarded = 0
+        self.private_dirs: list[str] = []
+        """Directories made for this process alone (its socket dir); removed after the reap."""
         _live.add(self)
 
     @classmethod
@@ -251,7 +254,16 @@ class PluginProcess:
             transport.close()
         if self._poller is not None:
             self._poller.cancel()
+        self.remove_private_dirs()
         _live.discard(self)
+
+    def remove_private_dirs(self) -> None:
+        """Remove :attr:`private_dirs` and whatever the plugin left in them (its sockets)."""
+        import shutil
+
+        for directory in self.private_dirs:
+            shutil.rmtree(directory, ignore_errors=True)
+        self.private_dirs.clear()
 
     def __repr__(self) -> str:
         state = "running" if not self.exited.done() else f"exited {self.exited.result()}"

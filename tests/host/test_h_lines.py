@@ -18,7 +18,8 @@ import textwrap
 from typing import Any
 
 import pytest
-from conftest import (
+from gopeers import go_plugin_binary
+from hostkit import (
     MB_HANDSHAKE,
     Clock,
     event_names,
@@ -28,7 +29,6 @@ from conftest import (
     probe_json,
     read_events,
 )
-from gopeers import go_plugin_binary
 
 import rpcplugin
 from rpcplugin import (
@@ -91,8 +91,12 @@ async def test_h01_defaults_and_no_inherited_environment(
         mb("ok"), handshake=MB_HANDSHAKE, versions=[1], inherit_env=False, env={"A": "b"}
     ) as conn:
         env = (await probe_json(conn, "Info"))["env"]
+        # by default each plugin gets a private 0700 socket directory, removed after the reap
+        private = env["PLUGIN_UNIX_SOCKET_DIR"]
+        assert os.stat(private).st_mode & 0o777 == 0o700
+    assert not os.path.exists(private)
     assert (env["PLUGIN_MIN_PORT"], env["PLUGIN_MAX_PORT"]) == ("10000", "25000")
-    assert "PLUGIN_UNIX_SOCKET_DIR" not in env and "PLUGIN_UNIX_SOCKET_GROUP" not in env
+    assert "PLUGIN_UNIX_SOCKET_GROUP" not in env
     assert "HOSTTEST_INHERITED" not in env and "PATH" not in env
     assert env["A"] == "b"
 
@@ -551,12 +555,6 @@ async def test_h09_checksum_mismatch_runs_nothing(sock_dir: str) -> None:
 
 
 # -- the public names ---------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in rpcplugin/__init__.py (lazy imports, f1f91c2): importing rpcplugin.host imports "
-    "the submodule rpcplugin.reattach, which the import system binds as the package attribute "
-    "'reattach', shadowing the lazily exported reattach() function; __getattr__ then never runs",
-)
 def test_rpcplugin_reattach_is_the_function_after_launch_was_used() -> None:
     code = "import rpcplugin; rpcplugin.launch; print(callable(rpcplugin.reattach))"
     result = subprocess.run(
