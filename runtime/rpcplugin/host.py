@@ -621,8 +621,12 @@ def connect(
             try:
                 if health_check:
                     await connection.ping(timeout)
-            except BaseException:
+            except BaseException as exc:
                 await connection.close()
+                if isinstance(exc, TransportError) and tls is not None and policy.attempts > 1:
+                    refusal = await retries.tls_refusal(endpoint, tls, timeout)
+                    if refusal is not None:
+                        raise refusal from exc
                 raise
             return connection
 

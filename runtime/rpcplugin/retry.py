@@ -28,9 +28,13 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from .errors import ConfigError, PluginError, TransportError
+from .errors import ConfigError, PluginError, SecurityError, TransportError
+
+if TYPE_CHECKING:
+    from .dial import TLSFiles
+    from .transport import Endpoint
 
 log = logging.getLogger("rpcplugin.retry")
 
@@ -166,3 +170,35 @@ async def reachable(network: str, address: str, timeout: float) -> None:
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
+
+
+async def tls_refusal(endpoint: Endpoint, files: TLSFiles, timeout: float) -> SecurityError | None:
+    """Why a grpcio-TLS attempt failed with only "Socket closed", if TLS was the reason.
+
+    Under TLS 1.3 a server refuses a client certificate after the client's side of the
+    handshake is done, and grpcio then reports nothing but a closed socket — which looks like
+    a server that is not up yet. This asks the same server again through OpenSSL (the relay
+    path), which does see the refusal. Used only when retrying, so a refusal fails at once
+    instead of using up the deadline. Returns the refusal, or None.
+    """
+    import grpc
+
+    from . import dial, health
+
+    try:
+        dialed = await dial.with_files(endpoint, files, "openssl")
+    except SecurityError as exc:
+        return exc
+    except PluginError:
+        return None
+    try:
+        await health.check(dialed.channel, timeout=max(timeout, 0.1))
+    except grpc.aio.AioRpcError:
+        problem = dialed.tls_error()
+        if problem is not None:
+            return SecurityError(f"connect to {endpoint}: {problem}")
+    except Exception:
+        return None
+    finally:
+        await dialed.close()
+    return None

@@ -224,3 +224,18 @@ def test_library_checks(tmp_path: Path) -> None:
         certs.read_pem(str(tmp_path / "missing.pem"), what="RPCPLUGIN_X")
     usage = cli("bogus", check=False)
     assert usage.returncode == 2
+
+
+async def test_a_refused_certificate_is_not_retried(pki: Path) -> None:
+    """TLS refusals are final: with a 10 s retry budget the connect still fails at once."""
+    import time
+
+    from rpcplugin.retry import RetryPolicy
+
+    policy = RetryPolicy(attempts=100, backoff=0.05, max_backoff=0.2, deadline=10)
+    with server_process(pki) as address:
+        for tls in (files(pki, client_dir="other"), files(pki, ca_dir="other")):
+            started = time.monotonic()
+            with pytest.raises(SecurityError):
+                await rpcplugin.connect(address, tls=tls, retry=policy)
+            assert time.monotonic() - started < 3.0
