@@ -15,7 +15,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import Clock, probe
+from hostkit import Clock, probe
 
 import rpcplugin
 from rpcplugin import ConfigError, SecurityError, TLSFiles, TransportError

@@ -16,8 +16,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import GO_HANDSHAKE, Clock, pid_running
 from gopeers import go_plugin_binary
+from hostkit import GO_HANDSHAKE, Clock, pid_running
 from peers.harness import Conformance
 
 import rpcplugin

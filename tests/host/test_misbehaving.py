@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import (
+from hostkit import (
     MB_HANDSHAKE,
     Clock,
     event_names,
@@ -340,7 +340,7 @@ async def test_close_is_bounded_when_a_grandchild_keeps_the_pipes(sock_dir: str)
 async def test_the_leak_check_sees_descriptors_and_children() -> None:
     import subprocess
 
-    from conftest import Snapshot, wait_for_no_leaks
+    from hostkit import Snapshot, wait_for_no_leaks
 
     before = Snapshot.take()
     read_fd, write_fd = os.pipe()

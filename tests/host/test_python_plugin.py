@@ -12,7 +12,7 @@ import subprocess
 from typing import Any
 
 import pytest
-from conftest import SERVED, SERVED_HANDSHAKE, Clock, probe, probe_json
+from hostkit import SERVED, SERVED_HANDSHAKE, Clock, probe, probe_json
 
 import rpcplugin
 from rpcplugin.host import reattach

@@ -12,8 +12,8 @@ import os
 import time
 
 import pytest
-from conftest import GO_HANDSHAKE, MB_HANDSHAKE, Snapshot, mb, wait_for_no_leaks
 from gopeers import go_plugin_binary
+from hostkit import GO_HANDSHAKE, MB_HANDSHAKE, Snapshot, mb, wait_for_no_leaks
 
 import rpcplugin
 from rpcplugin import PluginExitedError
