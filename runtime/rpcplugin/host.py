@@ -426,9 +426,11 @@ async def _launch(
         process = await PluginProcess.start(
             argv, env=child_env, cwd=cwd, on_stderr_line=_stderr_logger(logger, name)
         )
-    except OSError as exc:
+    except BaseException as exc:
         if private_socket_dir is not None:
             os.rmdir(private_socket_dir)
+        if not isinstance(exc, OSError):
+            raise  # cancelled: PluginProcess.start has undone itself
         raise ConfigError(
             "plugin command", argv[0], f"an executable that can run ({exc})"
         ) from None

@@ -125,14 +125,30 @@ class PluginProcess:
         process._on_stderr = on_stderr_line
         loop = asyncio.get_running_loop()
         assert popen.stdout is not None and popen.stderr is not None
-        for pipe, handler in (
-            (popen.stdout, process._stdout_line),
-            (popen.stderr, process._stderr_line),
-        ):
-            transport, protocol = await loop.connect_read_pipe(_splitter_factory(handler), pipe)
-            process._pipes.append((transport, protocol))
-        process._watch_exit()
+        try:
+            for pipe, handler in (
+                (popen.stdout, process._stdout_line),
+                (popen.stderr, process._stderr_line),
+            ):
+                transport, protocol = await loop.connect_read_pipe(_splitter_factory(handler), pipe)
+                process._pipes.append((transport, protocol))
+            process._watch_exit()
+        except BaseException:  # cancelled while the pipes were being wired: undo the start
+            process._abandon()
+            raise
         return process
+
+    def _abandon(self) -> None:
+        """SIGKILL, reap and close every pipe of a process whose start did not complete."""
+        self.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._popen.wait(1.0)  # SIGKILLed: immediate
+        for transport, _ in self._pipes:
+            transport.close()
+        for pipe in (self._popen.stdout, self._popen.stderr):
+            if pipe is not None:
+                pipe.close()  # those not yet handed to a transport (closing twice is harmless)
+        _live.discard(self)
 
     # -- output ---------------------------------------------------------------------------
     def _stdout_line(self, line: bytes) -> None:

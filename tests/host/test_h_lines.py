@@ -230,14 +230,17 @@ async def test_h05_stdio_and_broker_streams_opened_and_unimplemented_tolerated(
 
 
 # -- cancelling a launch ------------------------------------------------------------------
-@pytest.mark.parametrize("when", ["before-handshake", "in-health-check"])
+@pytest.mark.parametrize("when", ["wiring-pipes", "before-handshake", "in-health-check"])
 async def test_a_cancelled_launch_leaves_nothing(sock_dir: str, when: str) -> None:
     events = os.path.join(sock_dir, "events")
     argv = mb("silent") if when == "before-handshake" else mb("slow-health")
     task = asyncio.ensure_future(
         launch(argv, sock_dir, env={"MISBEHAVE_EVENTS": events}, auto_mtls=False)
     )
-    if when == "in-health-check":
+    if when == "wiring-pipes":
+        for _ in range(2):  # Popen has run; the launch now waits in connect_read_pipe
+            await asyncio.sleep(0)
+    elif when == "in-health-check":
         while "handshake" not in event_names(events):
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.1)
