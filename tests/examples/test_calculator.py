@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from example_tools import mypy_strict
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "calculator"
@@ -67,21 +68,6 @@ def test_host_against_generated_package(generated: Path, auto_mtls: bool) -> Non
 
 
 def test_host_and_generated_package_pass_mypy_strict(generated: Path) -> None:
-    env = {**os.environ, "MYPYPATH": os.pathsep.join([str(ROOT / "runtime"), str(generated)])}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mypy",
-            "--strict",
-            "--no-incremental",
-            str(EXAMPLE / "host.py"),
-            str(generated / "calculator"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=generated,
-        timeout=300,
-    )
+    files = [EXAMPLE / "host.py", generated / "calculator"]
+    result = mypy_strict("calculator", files, generated)
     assert result.returncode == 0, result.stdout + result.stderr
