@@ -23,6 +23,11 @@ class BrokerService:
     def __init__(self) -> None:
         self.announced: dict[int, tuple[pb.ConnInfo, float]] = {}
         self._outgoing: asyncio.Queue[pb.ConnInfo] = asyncio.Queue()
+        self._closed = asyncio.Event()
+
+    def close(self) -> None:
+        """End the stream now (at shutdown), rather than holding the server's grace period."""
+        self._closed.set()
 
     async def start_stream(
         self,
@@ -30,16 +35,20 @@ class BrokerService:
         context: grpc.aio.ServicerContext[pb.ConnInfo, pb.ConnInfo],
     ) -> AsyncIterator[pb.ConnInfo]:
         reader = asyncio.ensure_future(self._read(requests))
+        closed = asyncio.ensure_future(self._closed.wait())
         try:
-            while not reader.done():
+            while not reader.done() and not closed.done():
                 getter = asyncio.ensure_future(self._outgoing.get())
-                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {getter, reader, closed}, return_when=asyncio.FIRST_COMPLETED
+                )
                 if getter in done:
                     yield getter.result()
                 else:
                     getter.cancel()
         finally:
             reader.cancel()
+            closed.cancel()
 
     async def _read(self, requests: AsyncIterator[pb.ConnInfo]) -> None:
         async for info in requests:

@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn
 
@@ -88,6 +88,8 @@ class _Running:
     sockets: list[str] = field(default_factory=list)
     dirs: list[str] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    own_streams: list[Callable[[], None]] = field(default_factory=list)
+    """Closers of the runtime's own long-lived streams (stdio, broker), ended before the stop."""
     endpoint: Endpoint | None = None
     version: int = 0
     tls: str = "off"
@@ -226,6 +228,8 @@ async def _serve(
     tls = None if settings.debug else _tls_plan(settings)
     loop = asyncio.get_running_loop()
     stdio_buffer = StdioBuffer(settings.stdio_buffer)
+    broker = BrokerService()
+    running.own_streams += [stdio_buffer.close, broker.close]
     server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=list(interceptors) or None)
     running.server = server
     health = HealthService()
@@ -234,7 +238,7 @@ async def _serve(
             health.handler(),
             ControllerService(running.stop.set).handler(),
             StdioService(stdio_buffer).handler(),
-            BrokerService().handler(),
+            broker.handler(),
             *versions[version],
         )
     )
@@ -395,6 +399,9 @@ class _QuietCancelledCalls(logging.Filter):
 async def _cleanup(running: _Running) -> None:
     if running.server is not None:
         logging.getLogger("grpc._cython.cygrpc").addFilter(_QuietCancelledCalls())
+        for close in running.own_streams:
+            close()
+        await asyncio.sleep(0.01)  # let those streams finish before the server stops
         with contextlib.suppress(Exception):
             await running.server.stop(SHUTDOWN_GRACE)
     if running.relay is not None:
@@ -417,10 +424,9 @@ def _cookie_problem(handshake: Handshake, env: Mapping[str, str]) -> str | None:
         )
     if env.get(handshake.cookie_key) != handshake.cookie_value:
         return (
-            "This program is a plugin: the application that uses it starts it and talks "
-            "to it. It is not meant to be run by hand "
-            f"(the {handshake.cookie_key} variable is missing or wrong). "
-            "To run it under a debugger, set RPCPLUGIN_DEBUG=1."
+            "This program is a plugin that its application starts, not one to run by hand "
+            f"(the {handshake.cookie_key} variable is missing or wrong; set RPCPLUGIN_DEBUG=1 "
+            "to run it under a debugger)."
         )
     return None
 

@@ -38,6 +38,7 @@ class StdioBuffer:
         self._lock = threading.Lock()
         self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
         self._generation = 0
+        self._closed = False
 
     def write(self, channel: int, data: bytes) -> None:
         """Queue ``data``; drop the oldest chunks beyond the limit. Never blocks, any thread."""
@@ -66,6 +67,16 @@ class StdioBuffer:
             self._size = 0
             return chunks
 
+    def close(self) -> None:
+        """End the reader once it has sent what is queued (at shutdown, so that the server
+        does not spend its grace period waiting for this stream)."""
+        with self._lock:
+            self._closed = True
+            waiter = self._waiter
+        if waiter is not None:
+            with contextlib.suppress(RuntimeError):
+                waiter[0].call_soon_threadsafe(waiter[1].set)
+
     async def read(self) -> AsyncIterator[tuple[int, bytes]]:
         """Yield chunks as they come. A newer reader takes over and this one ends."""
         event = asyncio.Event()
@@ -84,6 +95,10 @@ class StdioBuffer:
                     return
                 await event.wait()
                 event.clear()
+                if self._closed:  # send what is left, then end
+                    for chunk in self._take():
+                        yield chunk
+                    return
                 if self._generation != generation:
                     return
         finally:
