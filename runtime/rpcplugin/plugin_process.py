@@ -20,7 +20,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
-from .errors import PluginExitedError, StartTimeoutError
+from .errors import HandshakeError, PluginExitedError, StartTimeoutError
 
 MAX_LINE = 64 * 1024
 TAIL_LINES = 20
@@ -170,15 +170,31 @@ class PluginProcess:
     async def first_line(self, timeout: float) -> bytes:
         """The first stdout line (the handshake). Raises :class:`PluginExitedError` if the
         process exits first, :class:`StartTimeoutError` after ``timeout`` seconds."""
-        waiters: set[asyncio.Future[bytes] | asyncio.Future[int]] = {self._first_line, self.exited}
+        stdout_closed = self._pipes[0][1].closed
+        waiters: set[asyncio.Future[bytes] | asyncio.Future[int] | asyncio.Future[None]] = {
+            self._first_line,
+            self.exited,
+            stdout_closed,
+        }
         done, _ = await asyncio.wait(
             waiters,
             timeout=timeout,
             return_when=asyncio.FIRST_COMPLETED,
         )
-        if self._first_line in done:
+        if self._first_line.done():  # (a last line without a newline arrives with the EOF)
             return self._first_line.result()
-        if self.exited in done:
+        if stdout_closed in done and not self.exited.done():
+            # EOF on stdout: an exiting plugin closes it just before its exit is seen
+            await self.wait(0.25)
+        if stdout_closed in done and not self.exited.done():
+            # go-plugin fails at once here too ("Failed to read any lines from plugin's stdout")
+            await self._drain_stderr(0.1)
+            raise HandshakeError(
+                f"plugin {self.argv[0]!r} (pid {self.pid}) closed its stdout without printing "
+                "a handshake line"
+                + (f"; last stderr lines:\n{self.stderr_tail()}" if self._tail else ""),
+            )
+        if self.exited.done():
             await self._drain_stderr(0.5)
             raise PluginExitedError(
                 f"plugin {self.argv[0]!r} exited before printing its handshake line",

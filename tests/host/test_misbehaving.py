@@ -127,6 +127,16 @@ async def test_start_timeout_is_honoured_and_the_plugin_killed(sock_dir: str) ->
     # no_leaks: the silent plugin has been SIGKILLed and reaped
 
 
+async def test_stdout_closed_without_a_handshake_fails_at_once(sock_dir: str) -> None:
+    """go-plugin: "Unrecognized remote plugin message: ... Failed to read any lines from plugin's
+    stdout", at once, rather than waiting for the start timeout."""
+    with Clock() as clock, pytest.raises(HandshakeError, match="closed its stdout") as info:
+        await launch(mb("close-stdout"), sock_dir, start_timeout=30)
+    assert type(info.value) is HandshakeError
+    assert "closed my stdout" in str(info.value)  # its stderr tail
+    assert clock.seconds < 2.0
+
+
 # -- a bad handshake line -----------------------------------------------------------------
 async def test_garbage_before_the_handshake_line(unchecked_sock_dir: str) -> None:
     with Clock() as clock, pytest.raises(HandshakeError) as info:

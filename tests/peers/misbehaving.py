@@ -31,6 +31,8 @@ Modes
     line (a valid line padded with spaces, which a 64 KiB scanner must reject); a NUL byte.
 ``silent``
     never print a handshake (sleep; the host's start timeout must fire).
+``close-stdout``
+    close stdout without printing anything, then keep running.
 ``die-after MS CODE``
     handshake, serve, then exit CODE MS milliseconds later (writing a last stderr line).
 ``wedged reply|hang``
@@ -274,6 +276,10 @@ class Plugin:
                 return int(args[1])
         if mode == "silent":
             err("misbehaving: starting very slowly")
+            await asyncio.Event().wait()
+        if mode == "close-stdout":
+            os.close(1)
+            err("misbehaving: closed my stdout")
             await asyncio.Event().wait()
         if mode == "wedged":
             for sig in (signal.SIGINT, signal.SIGTERM):
