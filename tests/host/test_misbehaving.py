@@ -7,6 +7,7 @@ The plugin is ``tests/peers/misbehaving.py``; its mode is chosen by argv.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import stat
@@ -190,11 +191,35 @@ async def test_handshake_line_with_nul_is_refused(unchecked_sock_dir: str) -> No
         await launch(mb("nul"), unchecked_sock_dir)
 
 
+async def test_rejected_handshake_leaves_no_socket_in_the_default_private_dir(
+    sock_dir: str,
+) -> None:
+    """Without ``unix_socket_dir`` each plugin gets a private socket directory, removed after
+    the reap: even a plugin whose handshake line is refused (so the host never learns its
+    socket path) leaves nothing."""
+    events = os.path.join(sock_dir, "events")  # the plugin's sockets go elsewhere
+    try:
+        with pytest.raises(HandshakeError):
+            await rpcplugin.launch(
+                mb("garbage"),
+                handshake=MB_HANDSHAKE,
+                versions=[1],
+                env={"MISBEHAVE_EVENTS": events},
+            )
+        [(_, _, where)] = [e for e in read_events(events) if e[1] == "listening"]
+        path = where.removeprefix("unix:")
+        assert not os.path.exists(path)
+        assert not os.path.exists(os.path.dirname(path))
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(events)
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="design gap: for a rejected handshake line the host does not know the plugin's socket "
-    "path, so a plugin it SIGKILLs leaves its socket file in unix_socket_dir; fix by giving "
-    "each launch a private socket directory (go-plugin >= 1.5 does) and removing it on reap",
+    reason="design gap: with unix_socket_dir given, the plugin's socket goes straight into it; "
+    "for a rejected handshake line the host does not know that socket's path, so a plugin it "
+    "SIGKILLs leaves its socket file there (a per-launch subdirectory would close the gap)",
 )
 async def test_rejected_handshake_leaves_no_socket(unchecked_sock_dir: str) -> None:
     with pytest.raises(HandshakeError):
