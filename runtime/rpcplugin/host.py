@@ -413,12 +413,11 @@ async def _launch(
         child_env.pop(key, None)  # never leak our own host's settings into the child
     if identity is not None:
         child_env["PLUGIN_CLIENT_CERT"] = identity.cert_pem.decode("ascii")
-    private_socket_dir = None
-    if unix_socket_dir is None:
-        # a directory for this plugin's sockets alone, removed after the reap: a plugin that
-        # dies or is killed cannot leave a socket file behind (go-plugin >= 1.5 does the same)
-        private_socket_dir = _private_socket_dir(unix_socket_group)
-    child_env["PLUGIN_UNIX_SOCKET_DIR"] = unix_socket_dir or private_socket_dir or ""
+    # a directory for this plugin's sockets alone (inside unix_socket_dir when given), removed
+    # after the reap: a plugin that dies or is killed cannot leave a socket file behind, even
+    # when its handshake was refused and we never learnt its path (go-plugin >= 1.5 does this)
+    private_socket_dir = _private_socket_dir(unix_socket_dir, unix_socket_group)
+    child_env["PLUGIN_UNIX_SOCKET_DIR"] = private_socket_dir
     if unix_socket_group is not None:
         child_env["PLUGIN_UNIX_SOCKET_GROUP"] = unix_socket_group
 
@@ -427,15 +426,13 @@ async def _launch(
             argv, env=child_env, cwd=cwd, on_stderr_line=_stderr_logger(logger, name)
         )
     except BaseException as exc:
-        if private_socket_dir is not None:
-            os.rmdir(private_socket_dir)
+        os.rmdir(private_socket_dir)
         if not isinstance(exc, OSError):
             raise  # cancelled: PluginProcess.start has undone itself
         raise ConfigError(
             "plugin command", argv[0], f"an executable that can run ({exc})"
         ) from None
-    if private_socket_dir is not None:
-        process.private_dirs.append(private_socket_dir)
+    process.private_dirs.append(private_socket_dir)
     endpoint: Endpoint | None = None
     try:
         raw = await process.first_line(start_timeout)
@@ -696,11 +693,12 @@ def _remove_stale_socket(endpoint: Endpoint | None) -> None:
         probe.close()
 
 
-def _private_socket_dir(group: str | None) -> str:
-    """A fresh 0700 directory (0770 and chgrp'd with a socket group) for one plugin's sockets."""
-    from .transport import private_dir, resolve_group
+def _private_socket_dir(parent: str | None, group: str | None) -> str:
+    """A fresh 0700 directory (0770 and chgrp'd with a socket group) for one plugin's sockets,
+    in ``parent`` or the temp dir."""
+    from .transport import private_dir, resolve_group, socket_dir
 
-    directory = private_dir()
+    directory = private_dir(socket_dir(parent) if parent is not None else None)
     if group is not None:
         try:
             os.chown(directory, -1, resolve_group(group))

@@ -100,7 +100,7 @@ async def test_go_plugin_all_call_kinds(
         clock = Clock().__enter__()
     clock.__exit__()
     assert conn.returncode == 0
-    assert clock.seconds < 0.15, f"graceful close took {clock.seconds * 1000:.0f} ms"
+    assert clock.seconds < 1.5, f"graceful close took {clock.seconds * 1000:.0f} ms"
     assert not pid_running(conn.pid or 0)
     assert_sockets_gone(caplog)
 
@@ -268,5 +268,5 @@ async def test_reattach_without_test_flag_shuts_the_plugin_down(
         clock = Clock().__enter__()
     clock.__exit__()
     assert await asyncio.wait_for(reaper, 1.0) == 0  # Shutdown → the debug server exits 0
-    assert clock.seconds < 0.5
+    assert clock.seconds < 1.5  # well under the 2 s kill path
     assert not Path(debug_plugin.socket).exists()

@@ -72,7 +72,8 @@ async def test_h01_environment(
     assert env["MISBEHAVE_PLUGIN"] == "yes"  # the cookie wins over env=
     assert env["PLUGIN_PROTOCOL_VERSIONS"] == "3,1,2"
     assert (env["PLUGIN_MIN_PORT"], env["PLUGIN_MAX_PORT"]) == ("20100", "20200")
-    assert env["PLUGIN_UNIX_SOCKET_DIR"] == sock_dir
+    # a per-launch directory inside the one we gave, so nothing can be left behind in it
+    assert os.path.dirname(env["PLUGIN_UNIX_SOCKET_DIR"]) == sock_dir
     assert env["PLUGIN_UNIX_SOCKET_GROUP"] == gid
     assert "PLUGIN_MULTIPLEX_GRPC" not in env
     if auto_mtls:
@@ -249,7 +250,7 @@ async def test_a_cancelled_launch_leaves_nothing(sock_dir: str, when: str) -> No
     task.cancel()
     with Clock() as clock, pytest.raises(asyncio.CancelledError):
         await task
-    assert clock.seconds < 0.5
+    assert clock.seconds < 1.5
     with contextlib.suppress(FileNotFoundError):
         os.unlink(events)
     # no_leaks: the half-started plugin was killed and reaped, its socket removed
@@ -298,7 +299,7 @@ async def test_h06_graceful_close_order(sock_dir: str, monkeypatch: pytest.Monke
         await conn.close()
         await conn.close()  # a second close is a no-op
     assert recorder.steps == ["shutdown(1)", "channel.close", "wait(2)->exited"]
-    assert conn.returncode == 0 and clock.seconds < 0.5
+    assert conn.returncode == 0 and clock.seconds < 1.5
     assert event_names(events)[-1] == "shutdown"
     os.unlink(events)
 
@@ -327,7 +328,7 @@ async def test_h06_close_after_the_plugin_died_skips_shutdown(
     with Clock() as clock:
         await conn.close()
     assert recorder.steps == ["channel.close", "wait(2)->exited"]
-    assert clock.seconds < 0.3
+    assert clock.seconds < 1.5  # no Shutdown, no 2 s wait
 
 
 HOST_SCRIPT = """

@@ -215,12 +215,6 @@ async def test_rejected_handshake_leaves_no_socket_in_the_default_private_dir(
             os.unlink(events)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="design gap: with unix_socket_dir given, the plugin's socket goes straight into it; "
-    "for a rejected handshake line the host does not know that socket's path, so a plugin it "
-    "SIGKILLs leaves its socket file there (a per-launch subdirectory would close the gap)",
-)
 async def test_rejected_handshake_leaves_no_socket(unchecked_sock_dir: str) -> None:
     with pytest.raises(HandshakeError):
         await launch(mb("garbage"), unchecked_sock_dir)
@@ -297,7 +291,7 @@ async def test_death_after_connect_is_noticed_at_once(
         with Clock() as close_clock:
             await conn.close()
         os.unlink(events)
-    assert close_clock.seconds < 0.5
+    assert close_clock.seconds < 1.5  # well under the 2 s kill path
 
 
 @pytest.mark.parametrize(("how", "low", "high"), [("reply", 1.9, 3.0), ("hang", 2.9, 4.0)])
@@ -364,7 +358,7 @@ async def test_close_is_bounded_when_a_grandchild_keeps_the_pipes(sock_dir: str)
         clock.__exit__()
         assert conn.returncode == 0
         assert pid_running(holder)
-        assert clock.seconds < 0.5
+        assert clock.seconds < 1.5  # well under the 2 s kill path
     finally:
         if holder:
             kill_quietly(holder)

@@ -66,7 +66,8 @@ async def test_python_plugin_transports_and_tls(
         if transport == "tcp":
             assert conn.endpoint.address.startswith("127.0.0.1:")
         else:
-            assert os.path.dirname(conn.endpoint.address) == sock_dir
+            # in this launch's own directory inside sock_dir
+            assert os.path.dirname(os.path.dirname(conn.endpoint.address)) == sock_dir
         await conn.ping()
         assert await probe(conn, "Echo", b"\x00\xffbytes", service=SERVICE) == b"\x00\xffbytes"
         info = await probe_json(conn, "Info", service=SERVICE)
@@ -75,7 +76,7 @@ async def test_python_plugin_transports_and_tls(
         clock = Clock().__enter__()
     clock.__exit__()
     assert conn.returncode == 0
-    assert clock.seconds < 0.5, f"graceful close took {clock.seconds * 1000:.0f} ms"
+    assert clock.seconds < 1.5, f"graceful close took {clock.seconds * 1000:.0f} ms"
 
 
 async def test_plugin_side_openssl_backend_with_host_auto(sock_dir: str) -> None:
