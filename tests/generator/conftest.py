@@ -24,7 +24,7 @@ GOLDEN = REPO / "tests" / "golden"
 SAMPLE = (PROTOS / "sample", ["acme/svc/v1/svc.proto"])
 """The notes' sample: every call kind, nested/enum/oneof/map/optional, WKTs, keyword names, two
 services in one file, a cross-package import, the handshake option."""
-KV = (PROTOS / "kv", ["kv/v1/kv.proto", "kv/v2/kv.proto"])
+KV = (PROTOS / "kv", ["kvtest/v1/kv.proto", "kvtest/v2/kv.proto"])
 """Two majors of one service, negotiated by one package."""
 
 

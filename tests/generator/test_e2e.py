@@ -210,7 +210,7 @@ KV_IMPLEMENTATION = {
 
 
 async def test_two_majors_negotiate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """kv.v1 and kv.v2 in one package: the host gets the highest version both sides speak."""
+    """kvtest.v1 and v2 in one package: the host gets the highest version both sides speak."""
     from .conftest import KV
 
     root, files = KV
@@ -225,10 +225,10 @@ async def test_two_majors_negotiate(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     servicer.write_text(text)
     monkeypatch.syspath_prepend(str(tmp_path))
     from kvapp import plugin  # type: ignore[import-not-found]
-    from kvapp.kv.v1 import kv_pb2 as p1  # type: ignore[import-not-found]
-    from kvapp.kv.v1 import kv_rpc as r1
-    from kvapp.kv.v2 import kv_pb2 as p2  # type: ignore[import-not-found]
-    from kvapp.kv.v2 import kv_rpc as r2
+    from kvapp.kvtest.v1 import kv_pb2 as p1  # type: ignore[import-not-found]
+    from kvapp.kvtest.v1 import kv_rpc as r1
+    from kvapp.kvtest.v2 import kv_pb2 as p2  # type: ignore[import-not-found]
+    from kvapp.kvtest.v2 import kv_rpc as r2
 
     assert plugin.VERSIONS == (1, 2)
     command = [sys.executable, "-m", "kvapp"]

@@ -73,7 +73,7 @@ def test_strategy_directory_matches_the_cli(tmp_path: Path) -> None:
     for path, content in produced.items():
         assert content == cli[path], path
     missing = set(cli) - set(produced)
-    assert missing == {"servicer.py", "__init__.py", "kv/__init__.py", *PACKAGE_FILES}
+    assert missing == {"servicer.py", "__init__.py", "kvtest/__init__.py", *PACKAGE_FILES}
 
 
 def test_unknown_option_is_an_error(tmp_path: Path) -> None:

@@ -115,7 +115,7 @@ def test_check_passes_on_fresh_output_and_fails_on_stale(tmp_path: Path) -> None
     generate(KV, out)
     ok = run_cli(_args(root, files, out, "--check"))
     assert ok.exit_code == 0, ok.stderr
-    (out / "kv" / "v1" / "kv_pb2.py").unlink()
+    (out / "kvtest" / "v1" / "kv_pb2.py").unlink()
     stale = run_cli(_args(root, files, out, "--check"))
     assert stale.exit_code == 1
     assert "kv_pb2.py: missing or out of date" in stale.stderr

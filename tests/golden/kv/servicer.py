@@ -1,4 +1,4 @@
-# Written by rpcplugin-gen 0.1.0 from kv/v1/kv.proto, kv/v2/kv.proto.
+# Written by rpcplugin-gen 0.1.0 from kvtest/v1/kv.proto, kvtest/v2/kv.proto.
 # This file is yours: rpcplugin-gen never overwrites it. It reports RPCs added to or removed
 # from the protos since, and `rpcplugin-gen --add-stubs` appends stubs for new ones.
 """This plugin's implementation: a class per service, and ``main()`` to serve them."""
@@ -9,14 +9,14 @@ from collections.abc import AsyncIterator
 from typing import NoReturn
 
 from . import plugin
-from .kv.v1 import kv_pb2 as v1_kv_pb2
-from .kv.v1 import kv_rpc as v1_kv_rpc
-from .kv.v2 import kv_pb2 as v2_kv_pb2
-from .kv.v2 import kv_rpc as v2_kv_rpc
+from .kvtest.v1 import kv_pb2 as v1_kv_pb2
+from .kvtest.v1 import kv_rpc as v1_kv_rpc
+from .kvtest.v2 import kv_pb2 as v2_kv_pb2
+from .kvtest.v2 import kv_rpc as v2_kv_rpc
 
 
 class KVV1(v1_kv_rpc.KVServicer):
-    """Implements ``kv.v1.KV``. KV stores values by key (version 1)."""
+    """Implements ``kvtest.v1.KV``. KV stores values by key (version 1)."""
 
     async def get(self, request: v1_kv_pb2.GetRequest, /) -> v1_kv_pb2.GetResponse:
         """Get returns the value of a key."""
@@ -28,7 +28,7 @@ class KVV1(v1_kv_rpc.KVServicer):
 
 
 class KVV2(v2_kv_rpc.KVServicer):
-    """Implements ``kv.v2.KV``. KV stores values by key (version 2)."""
+    """Implements ``kvtest.v2.KV``. KV stores values by key (version 2)."""
 
     async def get(self, request: v2_kv_pb2.GetRequest, /) -> v2_kv_pb2.GetResponse:
         """Get returns the value of a key."""
