@@ -65,8 +65,11 @@ class _Names:
     def message(self, ref: MessageRef) -> str:
         return f"{self.aliases[ref.module.path]}.{ref.qualname}"
 
-    def imports(self, paths: Sequence[tuple[str, ...]] | None = None) -> list[str]:
-        """Import lines for ``paths`` (all by default), grouped like isort, names combined."""
+    def imports(
+        self, paths: Sequence[tuple[str, ...]] | None = None, *, with_plugin: bool = True
+    ) -> list[str]:
+        """Import lines for ``paths`` (all by default), grouped like isort, names combined;
+        ``with_plugin`` adds ``plugin`` to the package's own ``from . import`` line."""
         wanted = sorted(self.modules) if paths is None else sorted(paths)
         external: dict[str, list[str]] = {}
         local: dict[str, list[str]] = {}
@@ -75,10 +78,11 @@ class _Names:
             line = rendering.import_line((), path, module.local, self.aliases[path])
             source, _, names = line.removeprefix("from ").partition(" import ")
             (local if module.local else external).setdefault(source, []).append(names)
+        if with_plugin:
+            local.setdefault(".", []).append("plugin")
         lines = [line for m, n in sorted(external.items()) for line in _combined(m, n)]
-        if lines:
+        if lines and local:
             lines.append("")
-        lines.append("from . import plugin")
         lines += [line for m, n in sorted(local.items()) for line in _combined(m, n)]
         return lines
 
@@ -400,7 +404,7 @@ def append_stubs(source: str, package: Package) -> tuple[str, list[str]]:
     if uses_iterator and "AsyncIterator" not in reader.names:
         import_lines.append("from collections.abc import AsyncIterator")
     import_lines += [
-        line for line in names.imports(missing_imports) if line and line != "from . import plugin"
+        line for line in names.imports(missing_imports, with_plugin=False) if line
     ]
     if import_lines:
         last_import = max(
