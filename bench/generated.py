@@ -1,6 +1,6 @@
 """Our generator's output for the bench service: a typed client and a generated plugin package.
 
-``rpcplugin-gen`` turns ``conformance/v1`` into ``bench/out/gen/benchgen`` (fresh each run); the
+``rpcplugin-gen`` turns ``conformance/v1`` into ``<scratch>/gen/benchgen`` (fresh each run); the
 servicer, the one file a user writes, is :data:`SERVICER` (the same Echo and Count as
 ``plugins/service.py``, through the generated servicer base). When the generator is missing or
 fails, the suites leave its rows out and the results say why.
@@ -54,7 +54,7 @@ def prepare(ctx: Context) -> None:
     if not tool.exists():
         ctx.generator_problem = f"the generator has not landed ({tool} does not exist)"
         return
-    root = prep.OUT / "gen"
+    root = ctx.scratch / "gen"  # per run: a smoke test may run beside a full run
     shutil.rmtree(root, ignore_errors=True)
     package = root / PACKAGE
     argv = [

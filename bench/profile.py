@@ -18,6 +18,7 @@ import cProfile  # noqa: F401 - the profiler the plugin runs under
 import importlib
 import os
 import pstats
+import shutil
 import signal
 import ssl
 import subprocess
@@ -153,6 +154,15 @@ def _print_importtime(stderr: str, top: int) -> None:
         print(f"  {us / 1000:7.1f} ms  {package}")
 
 
+def _run_clean(plugin: str, tls: bool, importtime: bool, top: int, save: str | None) -> None:
+    before = set(Path(tempfile.gettempdir()).glob("rpcplugin-profile-*"))
+    try:
+        run(plugin, tls, importtime, top, save)
+    finally:
+        for path in set(Path(tempfile.gettempdir()).glob("rpcplugin-profile-*")) - before:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("--plugin", choices=["ours", "floor", "gen"], default="ours")
@@ -163,7 +173,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--save", help="with --importtime: write the raw -X importtime lines here")
     args = parser.parse_args()
-    run(args.plugin, args.tls, args.importtime, args.top, args.save)
+    _run_clean(args.plugin, args.tls, args.importtime, args.top, args.save)
 
 
 if __name__ == "__main__":
