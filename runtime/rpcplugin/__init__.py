@@ -26,13 +26,24 @@ from .errors import (
 from .handshake import Handshake, HandshakeLine
 
 if TYPE_CHECKING:
+    from .calls import BidiStream, HasChannel, Metadata, ServerStream
     from .dial import TLSFiles
-    from .host import PluginConnection, connect, launch, reattach
+    from .host import Opening, PluginConnection, PluginExitedDuringCall, connect, launch, reattach
     from .process_guard import guard_stdout
     from .reattach_config import ReattachConfig, parse_reattach
     from .server import serve, serve_async
+    from .servicer import PluginBinding, Unimplemented, current_call
 
 _LAZY = {
+    "BidiStream": "calls",
+    "HasChannel": "calls",
+    "Metadata": "calls",
+    "ServerStream": "calls",
+    "PluginBinding": "servicer",
+    "Unimplemented": "servicer",
+    "current_call": "servicer",
+    "Opening": "host",
+    "PluginExitedDuringCall": "host",
     "TLSFiles": "dial",
     "PluginConnection": "host",
     "connect": "host",
@@ -60,21 +71,30 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "BidiStream",
     "ChecksumError",
     "ConfigError",
     "Handshake",
     "HandshakeError",
     "HandshakeLine",
+    "HasChannel",
+    "Metadata",
+    "Opening",
+    "PluginBinding",
     "PluginConnection",
     "PluginError",
+    "PluginExitedDuringCall",
     "PluginExitedError",
     "ReattachConfig",
     "SecurityError",
+    "ServerStream",
     "StartTimeoutError",
     "TLSFiles",
     "TransportError",
+    "Unimplemented",
     "VersionMismatchError",
     "connect",
+    "current_call",
     "guard_stdout",
     "launch",
     "parse_reattach",

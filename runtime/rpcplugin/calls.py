@@ -13,14 +13,25 @@ Streaming calls return runtime-owned types, never ``grpc.aio`` call objects:
   :meth:`~BidiStream.done_writing`.
 
 Failed calls raise ``grpc.aio.AioRpcError`` (a ``grpc.RpcError`` with ``code()`` and
-``details()``).
+``details()``). When the channel's source can explain a failure (a launched plugin's
+connection knows when its process died), the explanation is raised instead: for a plugin
+that exited mid-call, a ``PluginExitedDuringCall``, which is also an ``AioRpcError``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from types import TracebackType
 from typing import Any, Final, Generic, Protocol, Self, TypeAlias, TypeVar, final
 
@@ -63,6 +74,22 @@ class HasChannel(Protocol):
 
 ChannelLike: TypeAlias = grpc.aio.Channel | HasChannel
 """What a generated client accepts: a ``grpc.aio.Channel`` or an object with a ``.channel``."""
+
+Explainer: TypeAlias = Callable[[grpc.aio.AioRpcError], Awaitable[BaseException | None]]
+"""``explain_failure`` of a channel source: a better exception for a failed call, or None."""
+
+
+def explainer_of(target: ChannelLike) -> Explainer | None:
+    """The source's ``explain_failure`` hook, if it has one (only consulted when a call fails)."""
+    explain = getattr(target, "explain_failure", None)
+    return explain if callable(explain) else None
+
+
+async def _explained(explain: Explainer | None, error: grpc.aio.AioRpcError) -> BaseException:
+    if explain is None:
+        return error
+    better = await explain(error)
+    return error if better is None else better
 
 
 def channel_of(target: ChannelLike) -> grpc.aio.Channel:
@@ -164,10 +191,11 @@ def _sync_or_async(
 class Caller:
     """Makes the four kinds of typed calls on one channel with default :class:`CallOptions`."""
 
-    __slots__ = ("_callables", "_channel", "options")
+    __slots__ = ("_callables", "_channel", "_explain", "options")
 
     def __init__(self, channel: ChannelLike, options: CallOptions | None = None) -> None:
         self._channel = channel_of(channel)
+        self._explain = explainer_of(channel)
         self.options = options or CallOptions()
         # grpc multicallables are cheap but not free; one per method per channel.
         self._callables: dict[str, Any] = {}
@@ -185,6 +213,7 @@ class Caller:
         """A caller on the same channel with other defaults."""
         clone = Caller.__new__(Caller)
         clone._channel = self._channel
+        clone._explain = self._explain
         clone._callables = self._callables
         clone.options = CallOptions(
             self.options.timeout if timeout is UNSET else timeout,
@@ -222,7 +251,10 @@ class Caller:
         call: grpc.aio.UnaryUnaryCall[ReqT, RespT] = self._callable(method)(
             method.request_type() if request is None else request, timeout=timeout, metadata=pairs
         )
-        return await call
+        try:
+            return await call
+        except grpc.aio.AioRpcError as error:
+            raise await _explained(self._explain, error) from None
 
     def server_stream(
         self,
@@ -237,7 +269,7 @@ class Caller:
         call: grpc.aio.UnaryStreamCall[ReqT, RespT] = self._callable(method)(
             method.request_type() if request is None else request, timeout=timeout, metadata=pairs
         )
-        return ServerStream(call)
+        return ServerStream(call, self._explain)
 
     async def client_stream(
         self,
@@ -252,7 +284,10 @@ class Caller:
         call: grpc.aio.StreamUnaryCall[ReqT, RespT] = self._callable(method)(
             _sync_or_async(requests), timeout=timeout, metadata=pairs
         )
-        return await call
+        try:
+            return await call
+        except grpc.aio.AioRpcError as error:
+            raise await _explained(self._explain, error) from None
 
     def bidi_stream(
         self,
@@ -268,7 +303,7 @@ class Caller:
         call: grpc.aio.StreamStreamCall[ReqT, RespT] = self._callable(method)(
             source, timeout=timeout, metadata=pairs
         )
-        return BidiStream(call, interactive=requests is None)
+        return BidiStream(call, self._explain, interactive=requests is None)
 
 
 class ClientBase:
@@ -310,16 +345,18 @@ class ClientBase:
 class _Stream(Generic[RespT]):
     """What both stream types share: reading, cancelling, metadata, ``async with``."""
 
-    __slots__ = ("_call", "_cancelled")
+    __slots__ = ("_call", "_cancelled", "_explain")
 
     _call: grpc.aio.UnaryStreamCall[Any, RespT] | grpc.aio.StreamStreamCall[Any, RespT]
 
     def __init__(
         self,
         call: grpc.aio.UnaryStreamCall[Any, RespT] | grpc.aio.StreamStreamCall[Any, RespT],
+        explain: Explainer | None = None,
     ) -> None:
         self._call = call
         self._cancelled = False
+        self._explain = explain
 
     def __aiter__(self) -> Self:
         return self
@@ -333,6 +370,8 @@ class _Stream(Generic[RespT]):
             if self._cancelled:  # our own cancel(), not the task's
                 raise StopAsyncIteration from None
             raise
+        except grpc.aio.AioRpcError as error:
+            raise await _explained(self._explain, error) from None
         if message is grpc.aio.EOF:
             raise StopAsyncIteration
         return message  # type: ignore[return-value]  # grpc types read() as object | RespT
@@ -373,8 +412,10 @@ class ServerStream(_Stream[RespT], AsyncIterator[RespT]):
 
     __slots__ = ()
 
-    def __init__(self, call: grpc.aio.UnaryStreamCall[Any, RespT]) -> None:
-        super().__init__(call)
+    def __init__(
+        self, call: grpc.aio.UnaryStreamCall[Any, RespT], explain: Explainer | None = None
+    ) -> None:
+        super().__init__(call, explain)
 
 
 @final
@@ -388,8 +429,14 @@ class BidiStream(_Stream[RespT], AsyncIterator[RespT], Generic[ReqT, RespT]):
 
     __slots__ = ("_interactive", "_writer")
 
-    def __init__(self, call: grpc.aio.StreamStreamCall[ReqT, RespT], *, interactive: bool) -> None:
-        super().__init__(call)
+    def __init__(
+        self,
+        call: grpc.aio.StreamStreamCall[ReqT, RespT],
+        explain: Explainer | None = None,
+        *,
+        interactive: bool,
+    ) -> None:
+        super().__init__(call, explain)
         self._writer = call
         self._interactive = interactive
 
@@ -397,7 +444,10 @@ class BidiStream(_Stream[RespT], AsyncIterator[RespT], Generic[ReqT, RespT]):
         """Send one request."""
         if not self._interactive:
             raise grpc.aio.UsageError("this stream sends the iterable it was created with")
-        await self._writer.write(request)
+        try:
+            await self._writer.write(request)
+        except grpc.aio.AioRpcError as error:
+            raise await _explained(self._explain, error) from None
 
     async def done_writing(self) -> None:
         """Tell the server no more requests are coming (half-close)."""

@@ -71,6 +71,32 @@ SHUTDOWN_TIMEOUT = 1.0
 """Deadline of the Shutdown call itself: a wedged plugin cannot hold close() up longer."""
 
 
+EXIT_NOTICE_WAIT = 0.25
+"""How long a failed call waits for the plugin's exit notice before it is reported as is."""
+
+
+class PluginExitedDuringCall(PluginExitedError, grpc.aio.AioRpcError):
+    """A call failed because the plugin process exited: the exit status and stderr tail of a
+    :class:`PluginExitedError`, and the ``code()``/``details()`` of the ``AioRpcError`` it
+    replaces, so ``except grpc.aio.AioRpcError`` handlers keep catching it."""
+
+    def __init__(self, exited: PluginExitedError, error: grpc.aio.AioRpcError) -> None:
+        grpc.aio.AioRpcError.__init__(
+            self,
+            error.code(),
+            error.initial_metadata(),
+            error.trailing_metadata(),
+            str(exited),
+            error.debug_error_string(),
+        )
+        self.returncode = exited.returncode
+        self.stderr_tail = exited.stderr_tail
+        self.args = (str(exited),)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class PluginConnection:
     """A connected plugin: launched, reattached or dialled directly.
 
@@ -145,6 +171,23 @@ class PluginConnection:
         if self._process is None or not self._process.exited.done() or self._closing:
             return None
         return self._process.exit_error("unexpectedly")
+
+    async def explain_failure(self, error: grpc.aio.AioRpcError) -> BaseException | None:
+        """Called by generated clients when a call fails: if the plugin process died, a
+        :class:`PluginExitedDuringCall` carrying its exit status and stderr tail, else None.
+
+        The exit notice may trail the RPC error by a moment, so an UNAVAILABLE or CANCELLED
+        failure waits up to 0.25 s for it.
+        """
+        if self._process is None or self._closing:
+            return None
+        if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+            return None
+        if not await self._process.wait(EXIT_NOTICE_WAIT):
+            return None
+        await self._process.drain_stderr(0.2)
+        exited = self._process.exit_error("during a call")
+        return PluginExitedDuringCall(exited, error)
 
     async def wait_exit(self) -> int:
         """Wait for a launched plugin to exit; returns its exit status."""
@@ -260,7 +303,7 @@ class PluginConnection:
         )
 
 
-class _Opening:
+class Opening:
     """What :func:`launch`, :func:`reattach` and :func:`connect` return: await it for a
     connection, or use it as ``async with`` (which closes the connection on exit). It opens the
     connection once, however it is used."""
@@ -313,7 +356,7 @@ def launch(
     health_check: bool = True,
     metadata: MetadataPairs | None = None,
     metrics: Metrics | None = None,
-) -> _Opening:
+) -> Opening:
     """Launch a plugin executable and connect to it (H01–H07, H09).
 
     ``cmd`` is the argv (a string is one program with no arguments). The child gets the host's
@@ -360,7 +403,7 @@ def launch(
             metrics=metrics,
         )
 
-    return _Opening(opener)
+    return Opening(opener)
 
 
 async def _launch(
@@ -507,7 +550,7 @@ async def _ping_or_exit(connection: PluginConnection, process: PluginProcess) ->
     ping.cancel()
     with contextlib.suppress(BaseException):
         await ping
-    await process._drain_stderr(0.5)
+    await process.drain_stderr(0.5)
     raise process.exit_error("right after its handshake")
 
 
@@ -522,7 +565,7 @@ def reattach(
     retry: RetryPolicy | None = None,
     metadata: MetadataPairs | None = None,
     metrics: Metrics | None = None,
-) -> _Opening:
+) -> Opening:
     """Attach to a plugin started elsewhere, from go-plugin's reattach JSON (§6.8; H08).
 
     ``config`` is a :class:`ReattachConfig`, the JSON text, or its parsed object (a name→config
@@ -568,7 +611,7 @@ def reattach(
         policy = retry if retry is not None else retries.RetryPolicy.from_env()
         return await retries.run(policy, attempt, what=f"reattach to {parsed.endpoint}")
 
-    return _Opening(opener)
+    return Opening(opener)
 
 
 def connect(
@@ -582,7 +625,7 @@ def connect(
     retry: RetryPolicy | None = None,
     metadata: MetadataPairs | None = None,
     metrics: Metrics | None = None,
-) -> _Opening:
+) -> Opening:
     """Dial a plugin server directly: ``unix:/path`` or ``host:port``, plaintext or TLS.
 
     With ``tls``, the server is verified against ``tls.ca_file`` and, when ``cert_file`` and
@@ -631,7 +674,7 @@ def connect(
 
         return await retries.run(policy, attempt, what=f"connect to {address}")
 
-    return _Opening(opener)
+    return Opening(opener)
 
 
 async def _connected(

@@ -188,14 +188,14 @@ class PluginProcess:
             await self.wait(0.25)
         if stdout_closed in done and not self.exited.done():
             # go-plugin fails at once here too ("Failed to read any lines from plugin's stdout")
-            await self._drain_stderr(0.1)
+            await self.drain_stderr(0.1)
             raise HandshakeError(
                 f"plugin {self.argv[0]!r} (pid {self.pid}) closed its stdout without printing "
                 "a handshake line"
                 + (f"; last stderr lines:\n{self.stderr_tail()}" if self._tail else ""),
             )
         if self.exited.done():
-            await self._drain_stderr(0.5)
+            await self.drain_stderr(0.5)
             raise PluginExitedError(
                 f"plugin {self.argv[0]!r} exited before printing its handshake line",
                 returncode=self.exited.result(),
@@ -210,7 +210,7 @@ class PluginProcess:
             )
         )
 
-    async def _drain_stderr(self, timeout: float) -> None:
+    async def drain_stderr(self, timeout: float) -> None:
         """Give stderr a moment to reach EOF, so the tail holds the last words."""
         stderr = self._pipes[1][1] if len(self._pipes) > 1 else None
         if stderr is not None:

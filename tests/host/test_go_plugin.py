@@ -34,7 +34,7 @@ pytestmark = pytest.mark.go
 
 def go_launch(
     sock_dir: str, env: dict[str, str] | None = None, **kw: Any
-) -> rpcplugin.host._Opening:
+) -> rpcplugin.host.Opening:
     kw.setdefault("versions", [1])
     return rpcplugin.launch(
         [str(go_plugin_binary())],

@@ -43,7 +43,7 @@ from rpcplugin import (
 from rpcplugin.host import reattach
 
 
-def launch(argv: list[str], sock_dir: str, **kw: Any) -> rpcplugin.host._Opening:
+def launch(argv: list[str], sock_dir: str, **kw: Any) -> rpcplugin.host.Opening:
     kw.setdefault("versions", [1])
     return rpcplugin.launch(argv, handshake=MB_HANDSHAKE, unix_socket_dir=sock_dir, **kw)
 

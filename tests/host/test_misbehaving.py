@@ -38,7 +38,7 @@ from rpcplugin import (
 )
 
 
-def launch(argv: list[str], sock_dir: str, **kw: object) -> rpcplugin.host._Opening:
+def launch(argv: list[str], sock_dir: str, **kw: object) -> rpcplugin.host.Opening:
     kw.setdefault("start_timeout", 10.0)
     return rpcplugin.launch(
         argv,

@@ -20,7 +20,7 @@ from rpcplugin.host import reattach
 SERVICE = "hosttest.Probe"
 
 
-def served(sock_dir: str, env: dict[str, str] | None = None, **kw: Any) -> rpcplugin.host._Opening:
+def served(sock_dir: str, env: dict[str, str] | None = None, **kw: Any) -> rpcplugin.host.Opening:
     kw.setdefault("versions", [1])
     return rpcplugin.launch(
         SERVED,
