@@ -403,9 +403,7 @@ def append_stubs(source: str, package: Package) -> tuple[str, list[str]]:
     import_lines: list[str] = []
     if uses_iterator and "AsyncIterator" not in reader.names:
         import_lines.append("from collections.abc import AsyncIterator")
-    import_lines += [
-        line for line in names.imports(missing_imports, with_plugin=False) if line
-    ]
+    import_lines += [line for line in names.imports(missing_imports, with_plugin=False) if line]
     if import_lines:
         last_import = max(
             (
