@@ -136,8 +136,27 @@ def serve(
             metrics=metrics,
         )
     )
-    sys.stdout.flush()
-    sys.exit(code)
+    _exit_now(code)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exit once everything is cleaned up, without the interpreter's own teardown.
+
+    Freeing every module and object at exit takes ~30 ms, and a host's close waits for it
+    (go-plugin waits for the process before it returns). The exit handlers registered with
+    :mod:`atexit` (grpc's, the plugin's) and logging's flush still run, in that order.
+    """
+    import atexit
+
+    try:
+        atexit._run_exitfuncs()
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            with contextlib.suppress(Exception):
+                if stream is not None:
+                    stream.flush()
+    finally:
+        os._exit(code)
 
 
 async def serve_async(
