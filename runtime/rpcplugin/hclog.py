@@ -11,10 +11,9 @@ DEBUG.
 
 from __future__ import annotations
 
-import datetime
-import json
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,12 +70,10 @@ def level_number(name: str) -> int:
 
 def timestamp(when: float | None = None) -> str:
     """An hclog timestamp: RFC 3339 with exactly six fraction digits (Go's parse layout)."""
-    moment = (
-        datetime.datetime.fromtimestamp(when, datetime.UTC)
-        if when is not None
-        else datetime.datetime.now(datetime.UTC)
-    )
-    return moment.isoformat(timespec="microseconds")
+    moment = time.time() if when is None else when
+    micros = round(moment * 1_000_000)
+    seconds, fraction = divmod(micros, 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:06d}Z"
 
 
 class HclogFormatter(logging.Formatter):
@@ -102,6 +99,8 @@ class HclogFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _RECORD_ATTRS and not key.startswith("_"):
                 entry[key] = value if isinstance(value, (str, int, float, bool)) else str(value)
+        import json  # on the first record, which normally comes after the handshake
+
         line = json.dumps(entry, ensure_ascii=False, default=str)
         if len(line.encode("utf-8", "backslashreplace")) > MAX_LINE:
             entry["@message"] = _clip(message, MAX_LINE // 2) + "... (truncated)"
@@ -134,6 +133,8 @@ def parse_line(line: str) -> LogEntry:
     stripped = text.lstrip()
     if stripped.startswith("{"):
         try:
+            import json
+
             obj = json.loads(stripped)
         except ValueError:
             obj = None
@@ -160,7 +161,7 @@ def _from_json(obj: dict[str, Any]) -> LogEntry | None:
     module = obj.get("@module")
     return LogEntry(
         level=_FROM_HCLOG[level.lower()],
-        message=message if isinstance(message, str) else json.dumps(message),
+        message=message if isinstance(message, str) else _json_text(message),
         fields=fields,
         timestamp=stamp if isinstance(stamp, str) else None,
         module=module if isinstance(module, str) else None,
@@ -188,3 +189,9 @@ class StderrHandler(logging.Handler):
             pass  # the host is gone; nothing sensible left to do with a log line
         except Exception:
             self.handleError(record)
+
+
+def _json_text(value: object) -> str:
+    import json
+
+    return json.dumps(value)
