@@ -18,6 +18,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .errors import TransportError
 from .transport import Endpoint, owner_only_umask, remove_socket
 
 log = logging.getLogger("rpcplugin.tls")
@@ -125,28 +126,34 @@ class TLSTerminator:
     async def listen_unix(self, path: str) -> Endpoint:
         """Listen on a new unix socket (created owner-only)."""
         loop = asyncio.get_running_loop()
-        with owner_only_umask():
-            self._state.server = await loop.create_unix_server(
-                self._accept,
-                path,
-                ssl=self._context,
-                ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
-                backlog=128,
-            )
+        try:
+            with owner_only_umask():
+                self._state.server = await loop.create_unix_server(
+                    self._accept,
+                    path,
+                    ssl=self._context,
+                    ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
+                    backlog=128,
+                )
+        except OSError as exc:
+            raise TransportError(f"cannot listen on unix:{path}: {exc.strerror}") from None
         self._state.socket_path = path
         return Endpoint("unix", path)
 
     async def listen_tcp(self, host: str, port: int) -> Endpoint:
         """Listen on ``host:port``."""
         loop = asyncio.get_running_loop()
-        self._state.server = await loop.create_server(
-            self._accept,
-            host,
-            port,
-            ssl=self._context,
-            ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
-            backlog=128,
-        )
+        try:
+            self._state.server = await loop.create_server(
+                self._accept,
+                host,
+                port,
+                ssl=self._context,
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
+                backlog=128,
+            )
+        except OSError as exc:  # taken since it was found free: the caller's one-line error
+            raise TransportError(f"cannot listen on tcp:{host}:{port}: {exc.strerror}") from None
         bound = self._state.server.sockets[0].getsockname()
         return Endpoint("tcp", f"{host}:{bound[1]}")
 
