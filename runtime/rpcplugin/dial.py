@@ -73,9 +73,14 @@ async def automtls(
     peer_cert_der: bytes,
     backend: TLSBackendChoice = "auto",
     interceptors: Interceptors = (),
+    *,
+    relay_parent: str | None = None,
 ) -> Dialed:
     """A mutually authenticated channel to a plugin that announced ``peer_cert_der``: present
-    ``identity``, trust exactly the announced certificate, server name ``localhost``."""
+    ``identity``, trust exactly the announced certificate, server name ``localhost``.
+
+    ``relay_parent``: where the OpenSSL relay's private socket directory goes (default: the
+    temp dir); a plugin dialling its host's brokered servers keeps it in its socket dir."""
     from . import mtls
 
     peer = mtls.load_der_certificate(peer_cert_der, source="the plugin's certificate (field 6)")
@@ -90,7 +95,7 @@ async def automtls(
         channel = _secure(endpoint.grpc_target, credentials, mtls.SERVER_NAME, interceptors)
         return Dialed(channel, "grpc")
     context = mtls.client_ssl_context(identity, peer_pem)
-    return await _relayed(endpoint, context, mtls.SERVER_NAME, interceptors)
+    return await _relayed(endpoint, context, mtls.SERVER_NAME, interceptors, relay_parent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,10 +172,11 @@ async def _relayed(
     context: ssl.SSLContext,
     server_name: str,
     interceptors: Interceptors = (),
+    parent: str | None = None,
 ) -> Dialed:
     from .tls_relay import TLSOriginator
 
-    directory = private_dir()
+    directory = private_dir(parent)
     relay = TLSOriginator(context, endpoint, server_name)
     try:
         local = await relay.listen(os.path.join(directory, "relay.sock"))

@@ -49,6 +49,7 @@ from .transport import Endpoint
 if TYPE_CHECKING:
     from .auth import MetadataPairs
     from .metrics import Metrics
+    from .mtls import CertificateAndKey
     from .retry import RetryPolicy
 
 log = logging.getLogger("rpcplugin.host")
@@ -116,6 +117,7 @@ class PluginConnection:
         mode: Literal["launched", "reattached", "direct"] = "launched",
         test: bool = False,
         started: float | None = None,
+        broker: HostBroker | None = None,
     ) -> None:
         self.name = name
         self.version = version
@@ -130,7 +132,8 @@ class PluginConnection:
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._closed = False
-        self.broker = HostBroker()
+        self.broker: HostBroker = broker if broker is not None else HostBroker()
+        """go-plugin's GRPCBroker, host side: ``accept``/``dial``/``next_id`` (docs/broker.md)."""
         self.startup_seconds = (time.monotonic() - started) if started is not None else None
         if process is not None:
             process.exited.add_done_callback(self._on_exit)
@@ -271,6 +274,7 @@ class PluginConnection:
         self.broker.stop()
         for task in self._tasks:
             task.cancel()
+        await self.broker.close()
         await self._dialed.close()
         for task in self._tasks:
             with contextlib.suppress(BaseException):
@@ -520,6 +524,9 @@ async def _launch(
             dialed=dialed,
             process=process,
             started=started,
+            broker=_host_broker(
+                identity, line.server_cert_der, tls_backend, private_socket_dir, unix_socket_group
+            ),
         )
     except BaseException:
         await process.aclose()
@@ -659,6 +666,7 @@ def connect(
                 endpoint=endpoint,
                 dialed=dialed,
                 mode="direct",
+                broker=None if tls is None else HostBroker(unavailable=_NO_BROKER_WITH_FILES),
             )
             try:
                 if health_check:
@@ -675,6 +683,33 @@ def connect(
         return await retries.run(policy, attempt, what=f"connect to {address}")
 
     return Opening(opener)
+
+
+_NO_BROKER_WITH_FILES = (
+    "the broker is not available on a connection with user-provided certificates: brokered "
+    "listeners are local (unix sockets, loopback TCP) and use AutoMTLS material"
+)
+
+
+def _host_broker(
+    identity: CertificateAndKey | None,
+    peer_der: bytes | None,
+    backend: TLSBackendChoice,
+    socket_dir: str,
+    socket_group: str | None,
+) -> HostBroker:
+    """A launched plugin's broker: its brokered listeners go in the plugin's private socket dir
+    (shared with ``socket_group`` like the plugin's own), with the main connection's AutoMTLS
+    material."""
+    from .config import PluginSettings
+
+    tls = None
+    if identity is not None and peer_der is not None:
+        from .broker import BrokerTLS
+
+        tls = BrokerTLS(identity, peer_der, backend)
+    settings = PluginSettings(unix_socket_dir=socket_dir, unix_socket_group=socket_group)
+    return HostBroker(tls=tls, settings=settings)
 
 
 async def _connected(

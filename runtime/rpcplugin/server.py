@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, NoReturn
 
 import grpc
 
+from . import broker as broker_mod
 from . import hclog, process_guard
-from .broker import BrokerService
 from .config import PluginSettings, parse_bool
 from .controller import ControllerService
 from .errors import ConfigError, PluginError, SecurityError, TransportError
@@ -90,6 +90,8 @@ class _Running:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     own_streams: list[Callable[[], None]] = field(default_factory=list)
     """Closers of the runtime's own long-lived streams (stdio, broker), ended before the stop."""
+    broker: broker_mod.GRPCBroker | None = None
+    """Its brokered servers and connections are closed together with the server."""
     endpoint: Endpoint | None = None
     version: int = 0
     tls: str = "off"
@@ -247,7 +249,15 @@ async def _serve(
     tls = None if settings.debug else _tls_plan(settings)
     loop = asyncio.get_running_loop()
     stdio_buffer = StdioBuffer(settings.stdio_buffer)
-    broker = BrokerService()
+    broker = broker_mod.BrokerService(
+        broker_mod.GRPCBroker(
+            tls=None
+            if tls is None
+            else broker_mod.BrokerTLS.from_pem(tls.identity, tls.host_pem, settings.tls_backend),
+            settings=settings,
+        )
+    )
+    running.broker = broker.broker
     running.own_streams += [stdio_buffer.close, broker.close]
     server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=list(interceptors) or None)
     running.server = server
@@ -266,7 +276,11 @@ async def _serve(
         loop.add_signal_handler(signal.SIGTERM, running.stop.set)
     running.endpoint = await _listen(server, settings, tls, running)
     running.tls = "off" if tls is None else tls.backend
-    await server.start()
+    token = broker_mod.bind(broker.broker)  # current_broker() in every handler of the server
+    try:
+        await server.start()
+    finally:
+        broker_mod.unbind(token)
 
     if settings.debug:
         _print_reattach(plugin_name, version, running.endpoint)
@@ -421,8 +435,10 @@ async def _cleanup(running: _Running) -> None:
         for close in running.own_streams:
             close()
         await asyncio.sleep(0.01)  # let those streams finish before the server stops
-        with contextlib.suppress(Exception):
-            await running.server.stop(SHUTDOWN_GRACE)
+        stopping = [running.server.stop(SHUTDOWN_GRACE)]
+        if running.broker is not None:
+            stopping.append(running.broker.close())
+        await asyncio.gather(*stopping, return_exceptions=True)
     if running.relay is not None:
         from .tls_relay import TLSTerminator
 
