@@ -26,6 +26,7 @@ from .errors import (
 from .handshake import Handshake, HandshakeLine
 
 if TYPE_CHECKING:
+    from .broker import BrokerError, GRPCBroker, current_broker
     from .calls import BidiStream, HasChannel, Metadata, ServerStream
     from .dial import TLSFiles
     from .host import Opening, PluginConnection, PluginExitedDuringCall, connect, launch, reattach
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
     from .servicer import PluginBinding, Unimplemented, current_call
 
 _LAZY = {
+    "BrokerError": "broker",
+    "GRPCBroker": "broker",
+    "current_broker": "broker",
     "BidiStream": "calls",
     "HasChannel": "calls",
     "Metadata": "calls",
@@ -72,8 +76,10 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "BidiStream",
+    "BrokerError",
     "ChecksumError",
     "ConfigError",
+    "GRPCBroker",
     "Handshake",
     "HandshakeError",
     "HandshakeLine",
@@ -94,6 +100,7 @@ __all__ = [
     "Unimplemented",
     "VersionMismatchError",
     "connect",
+    "current_broker",
     "current_call",
     "guard_stdout",
     "launch",
