@@ -136,12 +136,12 @@ def parse_line(line: str) -> LogEntry:
             import json
 
             obj = json.loads(stripped)
-        except ValueError:
-            obj = None
+            entry = _from_json(obj) if isinstance(obj, dict) else None
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than json goes
+            obj, entry = None, None
+        if entry is not None:
+            return entry
         if isinstance(obj, dict):
-            entry = _from_json(obj)
-            if entry is not None:
-                return entry
             return LogEntry(logging.DEBUG, text)
     for prefix, number in _PREFIXES:
         if stripped.startswith(prefix):
