@@ -52,6 +52,8 @@ def parse_reattach(text: str | Mapping[str, Any], name: str | None = None) -> Re
             data = json.loads(text)
         except ValueError as exc:
             raise ConfigError(what, _short(text), f"valid JSON ({exc})") from None
+        except RecursionError:
+            raise ConfigError(what, _short(text), "JSON nested less deeply") from None
     else:
         data = dict(text)
     if not isinstance(data, dict):
@@ -75,15 +77,19 @@ def parse_reattach(text: str | Mapping[str, Any], name: str | None = None) -> Re
     network, address = addr.get("Network"), addr.get("String")
     if network not in ("unix", "tcp") or not isinstance(address, str) or not address:
         raise ConfigError(what + " Addr", addr, "Network 'unix' or 'tcp' and a non-empty String")
+    if network == "tcp" and not _is_host_port(address):
+        raise ConfigError(what + " Addr", addr, "a tcp String of the form host:port")
     protocol = data.get("Protocol", "netrpc")
     if protocol != "grpc":
         raise ConfigError(what + " Protocol", protocol, "'grpc' (netrpc is Go-only)")
     pid = data.get("Pid")
     version = data.get("ProtocolVersion")
     test = data.get("Test", False)
-    if pid is not None and not isinstance(pid, int):
-        raise ConfigError(what + " Pid", pid, "a process id (integer)")
-    if version is not None and not isinstance(version, int):
+    # close() SIGKILLs this pid if the plugin does not exit: -1 would be every process we may
+    # signal, another negative number a process group, a boolean pid 1
+    if pid is not None and (type(pid) is not int or not 0 <= pid < 2**31):
+        raise ConfigError(what + " Pid", pid, "a process id (a positive integer, or 0 for none)")
+    if version is not None and type(version) is not int:
         raise ConfigError(what + " ProtocolVersion", version, "an integer")
     if not isinstance(test, bool):
         raise ConfigError(what + " Test", test, "true or false")
@@ -98,6 +104,11 @@ def parse_reattach(text: str | Mapping[str, Any], name: str | None = None) -> Re
 
 _CONFIG_KEYS = frozenset({"Protocol", "ProtocolVersion", "Pid", "Test"})
 """Keys of one config: a dict with any of them is a config (missing its Addr), not a name map."""
+
+
+def _is_host_port(address: str) -> bool:
+    host, sep, port = address.rpartition(":")
+    return bool(sep and host and port.isdecimal() and port.isascii() and int(port) <= 65535)
 
 
 def _short(text: str) -> str:
