@@ -44,14 +44,27 @@ def decode_response(data: bytes) -> int:
 
 
 class HealthService:
-    """Serves ``Check`` and ``Watch``; ``plugin`` and ``""`` are SERVING from the start."""
+    """Serves ``Check`` and ``Watch``; ``plugin`` and ``""`` are SERVING from the start.
+
+    ``Watch`` streams every change, which is what gRPC's client-side health checking
+    (service config ``healthCheckConfig``) follows: a server that turns NOT_SERVING leaves its
+    clients' ``round_robin`` rotation before it stops (server mode drains this way).
+    """
 
     def __init__(self) -> None:
         self._status = {PLUGIN_SERVICE: SERVING, "": SERVING}
+        self._watchers: dict[str, set[asyncio.Queue[int]]] = {}
 
     def set(self, service: str, status: int) -> None:
-        """Change the status reported for ``service``."""
+        """Change the status reported for ``service`` (and tell its watchers)."""
         self._status[service] = status
+        for queue in self._watchers.get(service, ()):
+            queue.put_nowait(status)
+
+    def set_all(self, status: int) -> None:
+        """Change the status of every service this server reports."""
+        for service in list(self._status):
+            self.set(service, status)
 
     async def check(self, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         service = decode_request(request)
@@ -64,8 +77,18 @@ class HealthService:
         self, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
     ) -> AsyncIterator[bytes]:
         service = decode_request(request)
-        yield encode_response(self._status.get(service, SERVICE_UNKNOWN))
-        await asyncio.Event().wait()  # statuses do not change while serving; end on cancel
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        self._watchers.setdefault(service, set()).add(queue)
+        try:
+            last = self._status.get(service, SERVICE_UNKNOWN)
+            yield encode_response(last)
+            while True:  # until the client cancels
+                status = await queue.get()
+                if status != last:
+                    last = status
+                    yield encode_response(status)
+        finally:
+            self._watchers[service].discard(queue)
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The gRPC handler to register on a server."""
