@@ -7,6 +7,12 @@ import pytest
 from rpcplugin.config import SETTINGS, ConnectSettings, PluginSettings
 from rpcplugin.errors import ConfigError
 
+SERVER_TLS = {
+    "RPCPLUGIN_LISTEN": "0.0.0.0:7000",
+    "RPCPLUGIN_TLS_CERT": "/pki/server.pem",
+    "RPCPLUGIN_TLS_KEY": "/pki/server-key.pem",
+}
+
 # a value that changes the parsed settings, and the attribute that shows it
 EFFECTIVE: dict[str, tuple[dict[str, str], str, object]] = {
     "PLUGIN_PROTOCOL_VERSIONS": (
@@ -46,6 +52,15 @@ EFFECTIVE: dict[str, tuple[dict[str, str], str, object]] = {
         7,
     ),
     "RPCPLUGIN_METRICS": ({"RPCPLUGIN_METRICS": "auto"}, "metrics", "auto"),
+    "RPCPLUGIN_LISTEN": ({"RPCPLUGIN_LISTEN": "127.0.0.1:7000"}, "listen", "127.0.0.1:7000"),
+    "RPCPLUGIN_TLS_CERT": (SERVER_TLS, "tls_cert", "/pki/server.pem"),
+    "RPCPLUGIN_TLS_KEY": (SERVER_TLS, "tls_key", "/pki/server-key.pem"),
+    "RPCPLUGIN_TLS_CLIENT_CA": (
+        {**SERVER_TLS, "RPCPLUGIN_TLS_CLIENT_CA": "/pki/ca.pem"},
+        "tls_client_ca",
+        "/pki/ca.pem",
+    ),
+    "RPCPLUGIN_DRAIN": ({"RPCPLUGIN_DRAIN": "2"}, "drain", 2.0),
 }
 
 # host-side settings, read by ConnectSettings.from_env (rpcplugin.retry.RetryPolicy.from_env)
@@ -74,6 +89,11 @@ INVALID: dict[str, dict[str, str]] = {
     "RPCPLUGIN_RATE_LIMIT": {"RPCPLUGIN_RATE_LIMIT": "0"},
     "RPCPLUGIN_RATE_BURST": {"RPCPLUGIN_RATE_LIMIT": "5", "RPCPLUGIN_RATE_BURST": "0.5"},
     "RPCPLUGIN_METRICS": {"RPCPLUGIN_METRICS": "prometheus"},
+    "RPCPLUGIN_LISTEN": {"RPCPLUGIN_LISTEN": "7000"},
+    "RPCPLUGIN_TLS_CERT": {"RPCPLUGIN_TLS_CERT": "/pki/server.pem"},  # without RPCPLUGIN_LISTEN
+    "RPCPLUGIN_TLS_KEY": {"RPCPLUGIN_LISTEN": "0.0.0.0:7000", "RPCPLUGIN_TLS_KEY": "/k.pem"},
+    "RPCPLUGIN_TLS_CLIENT_CA": {"RPCPLUGIN_LISTEN": "[::1]:7", "RPCPLUGIN_TLS_CLIENT_CA": "/ca"},
+    "RPCPLUGIN_DRAIN": {"RPCPLUGIN_DRAIN": "-1"},
 }
 
 HOST_INVALID: dict[str, dict[str, str]] = {
@@ -128,6 +148,16 @@ def test_port_range_needs_both_ends_and_order() -> None:
         PluginSettings.from_env({"PLUGIN_MIN_PORT": "10000"})
     with pytest.raises(ConfigError, match="must not exceed"):
         PluginSettings.from_env({"PLUGIN_MIN_PORT": "20", "PLUGIN_MAX_PORT": "10"})
+
+
+def test_server_mode_needs_tls_beyond_loopback() -> None:
+    for address in ("127.0.0.1:0", "[::1]:7000", "localhost:7000"):
+        assert PluginSettings.from_env({"RPCPLUGIN_LISTEN": address}).listen == address
+    with pytest.raises(ConfigError, match="beyond loopback needs TLS"):
+        PluginSettings.from_env({"RPCPLUGIN_LISTEN": "0.0.0.0:7000"})
+    with pytest.raises(ConfigError, match="in brackets"):
+        PluginSettings.from_env({"RPCPLUGIN_LISTEN": "::1:7000"})
+    assert PluginSettings.from_env(SERVER_TLS).tls_client_ca is None
 
 
 def test_version_junk_is_kept_for_the_warning() -> None:

@@ -140,6 +140,41 @@ SETTINGS: tuple[Setting, ...] = (
         "package is installed; 'otel': the same, and an error if it is not installed.",
     ),
     Setting(
+        "RPCPLUGIN_LISTEN",
+        "user",
+        "(unset)",
+        "Server mode: listen on this host:port (port 0: any free port, logged) as a network "
+        "service, instead of being launched by a host: no cookie check, no handshake line, no "
+        "controller/stdio/broker services; SIGTERM or SIGINT drains and stops it. Needs "
+        "RPCPLUGIN_TLS_CERT and RPCPLUGIN_TLS_KEY unless the host is a loopback address.",
+    ),
+    Setting(
+        "RPCPLUGIN_TLS_CERT",
+        "user",
+        "(unset)",
+        "Server mode: the server's certificate chain, a PEM file (or the PEM text itself).",
+    ),
+    Setting(
+        "RPCPLUGIN_TLS_KEY",
+        "user",
+        "(unset)",
+        "Server mode: the private key of RPCPLUGIN_TLS_CERT, a PEM file (or the PEM text).",
+    ),
+    Setting(
+        "RPCPLUGIN_TLS_CLIENT_CA",
+        "user",
+        "(unset)",
+        "Server mode: require client certificates signed by this CA (PEM file or text): "
+        "mutual TLS. Unset: TLS without client certificates.",
+    ),
+    Setting(
+        "RPCPLUGIN_DRAIN",
+        "user",
+        "0.5",
+        "Server mode: seconds the server reports NOT_SERVING to health watchers before it "
+        "stops, so that clients balancing over several servers move their calls elsewhere.",
+    ),
+    Setting(
         "RPCPLUGIN_CONNECT_ATTEMPTS",
         "user",
         "1",
@@ -198,6 +233,12 @@ class PluginSettings:
     rate_limit: float | None = None
     rate_burst: int | None = None
     metrics: MetricsChoice = "off"
+    listen: str | None = None
+    """Server mode's ``host:port`` (``RPCPLUGIN_LISTEN``); None: launched by a host."""
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    drain: float = 0.5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PluginSettings:
@@ -247,6 +288,33 @@ class PluginSettings:
             )
         if rate_limit is not None and rate_burst is None:
             rate_burst = max(1, math.ceil(rate_limit))
+        listen = _listen_address(env)
+        tls_files = {
+            name: env.get(name) or None
+            for name in ("RPCPLUGIN_TLS_CERT", "RPCPLUGIN_TLS_KEY", "RPCPLUGIN_TLS_CLIENT_CA")
+        }
+        for name, value in tls_files.items():
+            if value is not None and listen is None:
+                raise ConfigError(name, value, "only used in server mode: set RPCPLUGIN_LISTEN")
+        server_cert, server_key = tls_files["RPCPLUGIN_TLS_CERT"], tls_files["RPCPLUGIN_TLS_KEY"]
+        if (server_cert is None) != (server_key is None):
+            name = "RPCPLUGIN_TLS_CERT" if server_cert is not None else "RPCPLUGIN_TLS_KEY"
+            raise ConfigError(
+                name, tls_files[name], "set RPCPLUGIN_TLS_CERT and RPCPLUGIN_TLS_KEY together"
+            )
+        if tls_files["RPCPLUGIN_TLS_CLIENT_CA"] is not None and server_cert is None:
+            raise ConfigError(
+                "RPCPLUGIN_TLS_CLIENT_CA",
+                tls_files["RPCPLUGIN_TLS_CLIENT_CA"],
+                "client certificates need TLS: set RPCPLUGIN_TLS_CERT and RPCPLUGIN_TLS_KEY",
+            )
+        if listen is not None and server_cert is None and not _is_loopback(listen):
+            raise ConfigError(
+                "RPCPLUGIN_LISTEN",
+                listen,
+                "serving beyond loopback needs TLS: set RPCPLUGIN_TLS_CERT and RPCPLUGIN_TLS_KEY "
+                "(rpcplugin-certs makes them)",
+            )
         return cls(
             protocol_versions=versions,
             protocol_version_junk=junk,
@@ -266,6 +334,11 @@ class PluginSettings:
             rate_limit=rate_limit,
             rate_burst=rate_burst,
             metrics=_choice(env, "RPCPLUGIN_METRICS", ("off", "auto", "otel"), "off"),  # type: ignore[arg-type]
+            listen=listen,
+            tls_cert=server_cert,
+            tls_key=server_key,
+            tls_client_ca=tls_files["RPCPLUGIN_TLS_CLIENT_CA"],
+            drain=_float(env, "RPCPLUGIN_DRAIN", 0.5, low=0.0, high=600.0),
         )
 
 
@@ -365,6 +438,32 @@ def _optional_float(env: Mapping[str, str], name: str, *, low: float, high: floa
     if not math.isfinite(value) or not low <= value <= high:
         raise ConfigError(name, raw, f"a number from {low:g} to {high:g}")
     return value
+
+
+def _listen_address(env: Mapping[str, str]) -> str | None:
+    raw = env.get("RPCPLUGIN_LISTEN")
+    if raw is None or raw.strip() == "":
+        return None
+    value = raw.strip()
+    host, sep, port = value.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError("RPCPLUGIN_LISTEN", raw, "host:port, e.g. 0.0.0.0:7000 or [::1]:7000")
+    if ":" in host and not bracketed:
+        raise ConfigError("RPCPLUGIN_LISTEN", raw, "an IPv6 host goes in brackets: [::1]:7000")
+    return value
+
+
+def _is_loopback(address: str) -> bool:
+    import ipaddress
+
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _port(env: Mapping[str, str], name: str) -> int | None:
