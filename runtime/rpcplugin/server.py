@@ -122,6 +122,8 @@ def serve(
         debug = parse_bool(os.environ, "RPCPLUGIN_DEBUG", False)
     except ConfigError:
         debug = False  # serve_async reports it
+    # server mode (RPCPLUGIN_LISTEN): a network service; stdout is free and Ctrl-C stops it
+    debug = debug or bool(os.environ.get("RPCPLUGIN_LISTEN", "").strip())
     if not debug:
         process_guard.guard_stdout()
         process_guard.ignore_sigint()
@@ -182,7 +184,7 @@ async def serve_async(
         return EXIT_CONFIG
     _configure_logging(settings)
 
-    if not settings.debug:
+    if not settings.debug and settings.listen is None:
         problem = _cookie_problem(handshake, env)
         if problem is not None:
             _fatal(problem, plain=True)
@@ -203,6 +205,12 @@ async def serve_async(
             auth=auth,
             metrics=metrics,
         )
+        if settings.listen is not None:
+            from . import server_mode
+
+            return await server_mode.serve(
+                versions, settings, plugin_name, running, chain, active_metrics
+            )
         return await _serve(
             handshake, versions, settings, plugin_name, running, chain, active_metrics
         )
