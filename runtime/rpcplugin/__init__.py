@@ -26,6 +26,7 @@ from .errors import (
 from .handshake import Handshake, HandshakeLine
 
 if TYPE_CHECKING:
+    from .balanced import BalancedConnection, connect_balanced
     from .broker import BrokerError, GRPCBroker, current_broker
     from .calls import BidiStream, HasChannel, Metadata, ServerStream
     from .dial import TLSFiles
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from .servicer import PluginBinding, Unimplemented, current_call
 
 _LAZY = {
+    "BalancedConnection": "balanced",
+    "connect_balanced": "balanced",
     "BrokerError": "broker",
     "GRPCBroker": "broker",
     "current_broker": "broker",
@@ -75,6 +78,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "BalancedConnection",
     "BidiStream",
     "BrokerError",
     "ChecksumError",
@@ -100,6 +104,7 @@ __all__ = [
     "Unimplemented",
     "VersionMismatchError",
     "connect",
+    "connect_balanced",
     "current_broker",
     "current_call",
     "guard_stdout",
