@@ -21,6 +21,11 @@ launched plugin) and ``XPlugin`` (an ``rpcplugin.servicer.PluginBinding``: regis
 handshake, app protocol version). The issue called the last one ``XProtocol``; ``XPlugin``
 avoids two different "protocols" next to each other and matches go-plugin's ``plugin.Plugin``.
 
+A service marked ``option (rpcplugin.options.service) = {host_provided: true}`` is served by the
+host to its plugin through the broker (a callback): it gets ``XCallback``
+(``rpcplugin.broker.Callback``: ``serve`` on the host, ``dial`` in the plugin) instead of
+``XPlugin``, and stays out of ``plugin.py`` and the servicer skeleton.
+
 No ``_pb2_grpc.py`` is written: grpcio's stubs are untyped, import absolutely, and would be a
 second, competing registration path next to ``XPlugin.handler``; ``XClient`` replaces the stub.
 """
@@ -143,7 +148,7 @@ def generate(
 
     output = Output()
     output.models = model.build(scoped, overrides, locate)
-    if package_files and any(m.services for m in output.models):
+    if package_files and any(not s.host_provided for m in output.models for s in m.services):
         output.package = package_model(output.models)  # checked before any work starts
     env = rendering.environment()  # one per run: each template is compiled once
     pending = message_stubs.start(scoped)  # the slow part runs in workers meanwhile
@@ -236,6 +241,8 @@ def _rpc_module(proto: ProtoFile) -> dict[str, object]:
         "from rpcplugin import calls as _calls",
         "from rpcplugin import servicer as _servicer",
     ]
+    if any(s.host_provided for s in proto.services):
+        third_party.append("from rpcplugin import broker as _broker")
     local = [
         rendering.import_line(package, m.path, True, proto.aliases[m.path])
         for m in proto.imports
@@ -243,7 +250,7 @@ def _rpc_module(proto: ProtoFile) -> dict[str, object]:
     ]
     names: list[str] = []
     for service in proto.services:
-        names += [service.name, service.servicer, service.client, service.plugin]
+        names += [service.name, service.servicer, service.client, service.binding]
     return {
         "proto": proto,
         "import_groups": [stdlib, sorted(third_party), _sort_relative(local)],
@@ -342,8 +349,10 @@ def _rpc_view(proto: ProtoFile, service: Service, rpc: Rpc) -> _RpcView:
 
 
 def package_model(models: Sequence[ProtoFile]) -> Package:
-    """Every service of the package with its ``serve()`` argument; one handshake for all."""
-    services = [(f, s) for f in models for s in f.services]
+    """Every service of the package with its ``serve()`` argument; one handshake for all.
+
+    Host-provided services (callbacks) are not served by the plugin: they are left out."""
+    services = [(f, s) for f in models for s in f.services if not s.host_provided]
     first = services[0][1]
     for _, service in services[1:]:
         ours, theirs = service.settings, first.settings

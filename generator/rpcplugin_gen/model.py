@@ -37,6 +37,7 @@ RPC_MODULE_IMPORTS = (
     "_AsyncIterable",
     "_AsyncIterator",
     "_Iterable",
+    "_broker",
     "_calls",
     "_servicer",
     "__all__",
@@ -118,6 +119,20 @@ class Service:
     @property
     def plugin(self) -> str:
         return f"{self.name}Plugin"
+
+    @property
+    def host_provided(self) -> bool:
+        """Served by the host through the broker (a callback), not by the plugin."""
+        return self.settings.host_provided
+
+    @property
+    def callback(self) -> str:
+        return f"{self.name}Callback"
+
+    @property
+    def binding(self) -> str:
+        """The module-level binding: ``XCallback`` for host-provided services, else ``XPlugin``."""
+        return self.callback if self.host_provided else self.plugin
 
 
 @dataclass(slots=True)
@@ -313,7 +328,8 @@ def _check_file_names(model: ProtoFile) -> None:
         claim(service.name, f"service {service.name}", where)
         claim(service.servicer, f"the servicer base of service {service.name}", where)
         claim(service.client, f"the client of service {service.name}", where)
-        claim(service.plugin, f"the plugin binding of service {service.name}", where)
+        role = "callback" if service.host_provided else "plugin"
+        claim(service.binding, f"the {role} binding of service {service.name}", where)
         for rpc in service.rpcs:
             claim(
                 method_constant(service, rpc),

@@ -47,6 +47,9 @@ class PluginSettings:
     cookie_value: str
     version: int
     name: str | None
+    host_provided: bool = False
+    """``host_provided: true`` in the service's option: a callback the host serves through the
+    broker (``XCallback``), not part of the plugin's ``serve()``."""
 
 
 def package_version(package: str) -> int | None:
@@ -110,6 +113,15 @@ def resolve(
     value = overrides.cookie_value or value
     version = overrides.protocol_version if overrides.protocol_version is not None else version
     name = overrides.name or name
+    file_options = _file_options(file)
+    if file_options is not None and file_options.host_provided:
+        raise GenerationError(
+            "host_provided is a per-service option: set it in the service's "
+            "option (rpcplugin.options.service), not the file's",
+            location,
+        )
+    service_options = _service_options(service)
+    host_provided = service_options is not None and service_options.host_provided
     if version < 1:
         raise GenerationError(f"service {service.name}: protocol version must be ≥ 1", location)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
@@ -117,4 +129,6 @@ def resolve(
             f"service {service.name}: cookie key {key!r} is not a valid environment variable name",
             location,
         )
-    return PluginSettings(cookie_key=key, cookie_value=value, version=version, name=name)
+    return PluginSettings(
+        cookie_key=key, cookie_value=value, version=version, name=name, host_provided=host_provided
+    )

@@ -26,6 +26,8 @@ SAMPLE = (PROTOS / "sample", ["acme/svc/v1/svc.proto"])
 services in one file, a cross-package import, the handshake option."""
 KV = (PROTOS / "kv", ["kvtest/v1/kv.proto", "kvtest/v2/kv.proto"])
 """Two majors of one service, negotiated by one package."""
+CALLBACK = (PROTOS / "callback", ["deploy/v1/deploy.proto"])
+"""A plugin service next to a host-provided one (a callback through the broker)."""
 
 
 @dataclass

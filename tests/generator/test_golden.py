@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import GOLDEN, KV, SAMPLE, generate
+from .conftest import CALLBACK, GOLDEN, KV, SAMPLE, generate
 
 UPDATE = bool(os.environ.get("RPCPLUGIN_UPDATE_GOLDEN"))
-CORPORA = {"sample": SAMPLE, "kv": KV}
+CORPORA = {"sample": SAMPLE, "kv": KV, "callback": CALLBACK}
 
 
 def _snapshot(out: Path) -> dict[str, str]:

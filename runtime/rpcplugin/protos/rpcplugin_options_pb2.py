@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(rpcplugin/protos/rpcplugin_options.proto\x12\x11rpcplugin.options\x1a google/protobuf/descriptor.proto\"{\n\rPluginOptions\x12\x12\n\ncookie_key\x18\x01 \x01(\t\x12\x14\n\x0c\x63ookie_value\x18\x02 \x01(\t\x12\x1d\n\x10protocol_version\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\x0c\n\x04name\x18\x04 \x01(\tB\x13\n\x11_protocol_version:P\n\x06plugin\x12\x1c.google.protobuf.FileOptions\x18\xab\x91\x03 \x01(\x0b\x32 .rpcplugin.options.PluginOptions:T\n\x07service\x12\x1f.google.protobuf.ServiceOptions\x18\xab\x91\x03 \x01(\x0b\x32 .rpcplugin.options.PluginOptionsB4Z2github.com/rpcplugin/rpcplugin-gen/options;optionsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(rpcplugin/protos/rpcplugin_options.proto\x12\x11rpcplugin.options\x1a google/protobuf/descriptor.proto\"\x92\x01\n\rPluginOptions\x12\x12\n\ncookie_key\x18\x01 \x01(\t\x12\x14\n\x0c\x63ookie_value\x18\x02 \x01(\t\x12\x1d\n\x10protocol_version\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x15\n\rhost_provided\x18\x05 \x01(\x08\x42\x13\n\x11_protocol_version:P\n\x06plugin\x12\x1c.google.protobuf.FileOptions\x18\xab\x91\x03 \x01(\x0b\x32 .rpcplugin.options.PluginOptions:T\n\x07service\x12\x1f.google.protobuf.ServiceOptions\x18\xab\x91\x03 \x01(\x0b\x32 .rpcplugin.options.PluginOptionsB4Z2github.com/rpcplugin/rpcplugin-gen/options;optionsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,6 +33,6 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'rpcplugin.protos.rpcplugin_
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z2github.com/rpcplugin/rpcplugin-gen/options;options'
-  _globals['_PLUGINOPTIONS']._serialized_start=97
-  _globals['_PLUGINOPTIONS']._serialized_end=220
+  _globals['_PLUGINOPTIONS']._serialized_start=98
+  _globals['_PLUGINOPTIONS']._serialized_end=244
 # @@protoc_insertion_point(module_scope)

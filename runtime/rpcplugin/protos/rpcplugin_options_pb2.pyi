@@ -10,7 +10,9 @@ Custom options read by rpcplugin-gen: the go-plugin handshake a generated plugin
     protocol_version: 2
   };
 
-A service may override the file's settings with `option (rpcplugin.options.service) = {...}`.
+A service may override the file's settings with `option (rpcplugin.options.service) = {...}`,
+and mark itself as served by the host: `option (rpcplugin.options.service) = {host_provided:
+true};` (a callback through the broker; docs/broker.md).
 Every setting left out falls back to rpcplugin-gen's flags, then to its defaults: the version
 from a `vN`/`pluginN` package suffix (`tfplugin6` -> 6, else 1) and a cookie derived from the
 proto package. All services generated into one package must share one cookie.
@@ -39,6 +41,7 @@ class PluginOptions(_message.Message):
     COOKIE_VALUE_FIELD_NUMBER: _builtins.int
     PROTOCOL_VERSION_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
+    HOST_PROVIDED_FIELD_NUMBER: _builtins.int
     cookie_key: _builtins.str
     """Environment variable the host sets and the plugin checks (go-plugin MagicCookieKey)."""
     cookie_value: _builtins.str
@@ -47,6 +50,12 @@ class PluginOptions(_message.Message):
     """The app protocol version these services are served under (go-plugin ProtocolVersion)."""
     name: _builtins.str
     """The plugin's name, for logs (defaults to the output package's name)."""
+    host_provided: _builtins.bool
+    """Service option only: the *host* serves this service, to its plugin, through go-plugin's
+    GRPCBroker (a callback, e.g. secrets the plugin asks for mid-call). rpcplugin-gen then
+    writes `XCallback` (serve it on the host, dial it from the plugin) instead of `XPlugin`,
+    and leaves it out of the plugin's `serve()` and servicer skeleton.
+    """
     def __init__(
         self,
         *,
@@ -54,10 +63,11 @@ class PluginOptions(_message.Message):
         cookie_value: _builtins.str = ...,
         protocol_version: _builtins.int | None = ...,
         name: _builtins.str = ...,
+        host_provided: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_protocol_version", b"_protocol_version", "protocol_version", b"protocol_version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_protocol_version", b"_protocol_version", "cookie_key", b"cookie_key", "cookie_value", b"cookie_value", "name", b"name", "protocol_version", b"protocol_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_protocol_version", b"_protocol_version", "cookie_key", b"cookie_key", "cookie_value", b"cookie_value", "host_provided", b"host_provided", "name", b"name", "protocol_version", b"protocol_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__protocol_version: _TypeAlias = _typing.Literal["protocol_version"]  # noqa: Y015
     _WhichOneofArgType__protocol_version: _TypeAlias = _typing.Literal["_protocol_version", b"_protocol_version"]  # noqa: Y015
