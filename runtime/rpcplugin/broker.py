@@ -262,6 +262,8 @@ class GRPCBroker:
         self._ttl = unclaimed_ttl
         self._next_id = 0
         self._pending: dict[int, _Pending] = {}
+        self._known: dict[int, pb.ConnInfo] = {}
+        """``ConnInfo`` already claimed by a dial: later dials of the same ID reuse it."""
         self._outgoing: asyncio.Queue[pb.ConnInfo] = asyncio.Queue()
         self._servers: set[BrokeredServer] = set()
         self._connections: set[BrokerConnection] = set()
@@ -337,26 +339,36 @@ class GRPCBroker:
     async def dial(self, id: int, *, timeout: float = DIAL_TIMEOUT) -> BrokerConnection:
         """Connect to the peer's brokered server ``id``: wait up to ``timeout`` seconds for its
         ``ConnInfo``, then open a channel (mutual TLS with the main connection's material:
-        present our certificate, trust only the peer's, server name ``localhost``)."""
+        present our certificate, trust only the peer's, server name ``localhost``).
+
+        Dialling an ID again reuses the address its ``ConnInfo`` gave (unless a newer one has
+        arrived), so one brokered server can serve many calls; go-plugin's ``Dial`` would wait
+        for a fresh announcement instead."""
         self._check_usable()
         _check_id(id)
         loop = asyncio.get_running_loop()
         entry = self._pending.get(id)
-        if entry is None:
-            entry = _Pending(loop.create_future())
-            self._pending[id] = entry
-        try:
-            info = await asyncio.wait_for(asyncio.shield(entry.info), timeout)
-        except TimeoutError:
-            raise BrokerDialTimeout(
-                f"the peer announced no brokered connection with id {id} within {timeout:g} s"
-                + (f" (broker stream: {self.stream_error})" if self.stream_error else "")
-            ) from None
-        finally:
-            if self._pending.get(id) is entry:
-                del self._pending[id]
-                if entry.expiry is not None:
-                    entry.expiry.cancel()
+        known = self._known.get(id)
+        if known is not None and (entry is None or not entry.info.done()):
+            info = known
+        else:
+            if entry is None:
+                entry = _Pending(loop.create_future())
+                self._pending[id] = entry
+            try:
+                info = await asyncio.wait_for(asyncio.shield(entry.info), timeout)
+            except TimeoutError:
+                raise BrokerDialTimeout(
+                    f"the peer announced no brokered connection with id {id} within "
+                    f"{timeout:g} s"
+                    + (f" (broker stream: {self.stream_error})" if self.stream_error else "")
+                ) from None
+            finally:
+                if self._pending.get(id) is entry:
+                    del self._pending[id]
+                    if entry.expiry is not None:
+                        entry.expiry.cancel()
+            self._known[id] = info
         if info.network not in ("unix", "tcp") or not info.address:
             raise BrokerError(
                 f"the peer announced brokered connection {id} at an unusable address "
@@ -419,6 +431,7 @@ class GRPCBroker:
             if not entry.info.done():
                 entry.info.cancel()
         self._pending.clear()
+        self._known.clear()
         closing = [s.close() for s in list(self._servers)]
         closing += [c.close() for c in list(self._connections)]
         if closing:

@@ -177,6 +177,15 @@ async def test_unclaimed_conninfo_is_dropped_after_the_ttl(wire: Any) -> None:
         await host.dial(5, timeout=0.1)
 
 
+async def test_one_brokered_server_serves_many_dials(wire: Any) -> None:
+    host, plugin = wire(GRPCBroker(), GRPCBroker())
+    await host.accept(8, echo_handler("h:"))
+    for text in ("a", "b", "c"):  # each call of the plugin dials again
+        async with await plugin.dial(8, timeout=1) as connection:
+            assert await call_echo(connection.channel, text) == f"h:{text}"
+    assert plugin._pending == {}
+
+
 async def test_listeners_follow_the_main_listeners_rules(wire: Any, tmp_path: Any) -> None:
     group = str(os.getgid())
     tcp = PluginSettings(transport="tcp", min_port=23500, max_port=23600)
