@@ -10,7 +10,7 @@ STAMP   := $(VENV)/.installed
 GO_PKGS := golang-go golang-github-hashicorp-go-plugin-dev golang-google-grpc-dev \
            golang-github-golang-protobuf-1-5-dev protobuf-compiler protoc-gen-go protoc-gen-go-grpc
 
-.PHONY: setup go-peers demo test lint typecheck bench protos clean
+.PHONY: setup go-peers demo test lint typecheck bench protos clean soak
 
 setup: $(STAMP) go-peers
 
@@ -47,6 +47,10 @@ protos: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Reliability soak (not in CI; ~10 min): tests/reliability at soak scale, one summary line last.
+soak: setup
+	$(BIN)/python -m tests.reliability.soak
 
 clean:
 	rm -rf $(VENV) build tests/go/bin demo-out
