@@ -61,8 +61,10 @@ _served: list[BrokeredServer] = []
 
 
 async def offer(request: Str, context: Any) -> Str:
-    broker = current_broker()
+    # [accept]
+    broker = current_broker()  # the broker of the connection this call came in on
     server = await broker.accept(broker.next_id(), echo_handler(request.value))
+    # [/accept]
     _served.append(server)
     return Str(
         value=f"{server.id} {server.endpoint.network} {server.endpoint.address} {server.tls}"
@@ -72,8 +74,10 @@ async def offer(request: Str, context: Any) -> Str:
 async def call_host(request: Str, context: Any) -> Str:
     id_text, _, text = request.value.partition(" ")
     started = time.monotonic()
+    # [dial]
     async with await current_broker().dial(int(id_text)) as connection:
         reply = await call_echo(connection.channel, text)
+        # [/dial]
         ms = (time.monotonic() - started) * 1000
         return Str(value=f"{reply} {connection.tls} {ms:.1f}")
 
