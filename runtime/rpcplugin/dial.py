@@ -32,8 +32,12 @@ Interceptors = Sequence[grpc.aio.ClientInterceptor]
 CHANNEL_OPTIONS: tuple[tuple[str, int | str], ...] = (
     ("grpc.max_send_message_length", -1),
     ("grpc.max_receive_message_length", -1),
+    ("grpc.use_local_subchannel_pool", 1),
 )
-"""No message size limits, like go-plugin's 2^31-1 (Terraform schemas exceed grpcio's 4 MiB)."""
+"""No message size limits, like go-plugin's 2^31-1 (Terraform schemas exceed grpcio's 4 MiB).
+Subchannels of our own: grpc otherwise shares them process-wide by address, and a plugin
+launched on the port of one that died would get the dead one's connection, still in reconnect
+backoff, and fail its first call with "Connection refused"."""
 
 
 @dataclass
