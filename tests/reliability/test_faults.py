@@ -448,6 +448,41 @@ async def test_a_tcp_port_lost_to_another_process_is_a_clean_exit_4(
     assert f"127.0.0.1:{port}" in exited.value.stderr_tail
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+async def test_a_plugin_relaunched_on_the_port_of_a_dead_one_connects(
+    warm_grpc: None, variant: str
+) -> None:
+    """A plugin dies; its host still holds the connection (it has seen calls fail) and
+    launches a new one, which takes the same first free port of the range. The new launch
+    must connect: the dead plugin's failed connection must not be reused for the new one.
+    (grpc shares subchannels process-wide by target and arguments: a plaintext channel to the
+    same host:port got the old subchannel, in reconnect backoff, and failed its health check
+    at once with 'Connection refused'.)"""
+    same_port = 0
+    async with quiet_logs():
+        for attempt in range(5):
+            low = 32100 + 20 * attempt + 100 * VARIANTS.index(variant)
+            old = await launch_rel(transport="tcp", variant=variant, min_port=low, max_port=low + 9)
+            try:
+                assert old.pid is not None
+                kill(old.pid)
+                await old.wait_exit()
+                for _ in range(2):  # the host's calls fail: its channel is now backing off
+                    with pytest.raises(grpc.aio.AioRpcError):
+                        await unary(old, "Echo", b"x", timeout=2)
+                async with launch_rel(
+                    transport="tcp", variant=variant, min_port=low, max_port=low + 9
+                ) as new:
+                    assert await unary(new, "Echo", b"y") == b"y"
+                    record("faults", cases=1, faults=1, calls=1)
+                    if new.endpoint == old.endpoint:
+                        same_port += 1
+                        break
+            finally:
+                await old.close()
+    assert same_port, "the new plugin never got the dead one's port: nothing was tested"
+
+
 # -- 1,000 launch/close cycles -------------------------------------------------------------
 @pytest.mark.go
 async def test_1000_launch_close_cycles_leave_no_fd_child_or_socket(
