@@ -74,6 +74,9 @@ SHUTDOWN_TIMEOUT = 1.0
 
 EXIT_NOTICE_WAIT = 0.25
 """How long a failed call waits for the plugin's exit notice before it is reported as is."""
+_CONNECTION_LOST_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL}
+)
 
 
 class PluginExitedDuringCall(PluginExitedError, grpc.aio.AioRpcError):
@@ -179,12 +182,13 @@ class PluginConnection:
         """Called by generated clients when a call fails: if the plugin process died, a
         :class:`PluginExitedDuringCall` carrying its exit status and stderr tail, else None.
 
-        The exit notice may trail the RPC error by a moment, so an UNAVAILABLE or CANCELLED
-        failure waits up to 0.25 s for it.
+        The exit notice may trail the RPC error by a moment, so a failure with a code a dead
+        connection gives (UNAVAILABLE, CANCELLED, or INTERNAL from a write that could not be
+        sent) waits up to 0.25 s for it.
         """
         if self._process is None or self._closing:
             return None
-        if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+        if error.code() not in _CONNECTION_LOST_CODES:
             return None
         if not await self._process.wait(EXIT_NOTICE_WAIT):
             return None
