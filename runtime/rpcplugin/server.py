@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn
 
@@ -372,8 +372,7 @@ async def _listen(
         relay = TLSTerminator(mtls.server_ssl_context(tls.identity, tls.host_pem), inner)
         running.relay = relay
         if settings.transport == "tcp":
-            port = free_tcp_port(settings.min_port, settings.max_port)
-            return await relay.listen_tcp("127.0.0.1", port)
+            return await _bind_tcp(settings, lambda port: relay.listen_tcp("127.0.0.1", port))
         path = new_unix_socket_path(socket_dir(settings.unix_socket_dir))
         running.sockets.append(path)
         endpoint = await relay.listen_unix(path)
@@ -391,10 +390,13 @@ async def _listen(
             require_client_auth=True,
         )
     if settings.transport == "tcp":
-        port = free_tcp_port(settings.min_port, settings.max_port)
-        endpoint = Endpoint("tcp", f"127.0.0.1:{port}")
-        _add_port(server, endpoint, credentials)
-        return endpoint
+
+        async def bind(port: int) -> Endpoint:
+            endpoint = Endpoint("tcp", f"127.0.0.1:{port}")
+            _add_port(server, endpoint, credentials)
+            return endpoint
+
+        return await _bind_tcp(settings, bind)
     path = new_unix_socket_path(socket_dir(settings.unix_socket_dir))
     endpoint = Endpoint("unix", path)
     _add_port(server, endpoint, credentials)
@@ -402,6 +404,33 @@ async def _listen(
     if gid is not None:
         share_with_group(path, gid)
     return endpoint
+
+
+async def _bind_tcp(
+    settings: PluginSettings, bind: Callable[[int], Awaitable[Endpoint]]
+) -> Endpoint:
+    """Listen on the first port of the host's range that really binds, ascending (P13).
+
+    A port is probed free, then bound; when another process takes it in between (plugins
+    launched together race for the same first free port), the search goes on from the next
+    port instead of failing. Without a range the OS picks a port, retried a few times.
+    """
+    low, high = settings.min_port, settings.max_port
+    lost = "no port could be bound"
+    for _ in range(5 if low is None else (high or 0) - low + 1):
+        port = free_tcp_port(low, high)
+        try:
+            return await bind(port)
+        except TransportError as exc:
+            lost = str(exc)
+            if low is not None:
+                low = port + 1
+                if high is not None and low > high:
+                    break
+    raise TransportError(
+        f"{lost}; no other free TCP port between PLUGIN_MIN_PORT={settings.min_port} and "
+        f"PLUGIN_MAX_PORT={settings.max_port}"
+    )
 
 
 def _add_port(

@@ -29,8 +29,8 @@ Faults
     50 plugins launched concurrently from one host
         ``test_faults::test_50_python_plugins_launched_concurrently``,
         ``test_faults::test_50_go_plugins_launched_concurrently``,
-        ``test_faults::test_concurrent_tcp_plugins_racing_for_a_port_all_start`` (strict
-        xfail: the TCP port race, a runtime bug),
+        ``test_faults::test_concurrent_tcp_plugins_racing_for_a_port_all_start`` (the TCP
+        port race: a port taken between probe and bind moves the search on),
         ``test_faults::test_a_tcp_port_lost_to_another_process_is_a_clean_exit_4``
     1,000 launch/close cycles: fd, child-process and socket-file counts before and after
         ``test_faults::test_1000_launch_close_cycles_leave_no_fd_child_or_socket`` (Go plugin;

@@ -401,12 +401,6 @@ async def test_50_go_plugins_launched_concurrently(warm_grpc: None, short_dir: s
     assert [p for p in files_under(short_dir) if p != tmpdir] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug: server._listen probes a free TCP port (transport.free_tcp_port), "
-    "releases it, then binds it again; a plugin that takes the port in between makes this one "
-    "exit 4 instead of moving on to the next port (hit by concurrent launches)",
-)
 @pytest.mark.parametrize("variant", VARIANTS)
 async def test_concurrent_tcp_plugins_racing_for_a_port_all_start(
     warm_grpc: None, variant: str
