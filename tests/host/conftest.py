@@ -61,8 +61,8 @@ def sock_dir() -> Iterator[str]:
 @pytest.fixture
 def unchecked_sock_dir() -> Iterator[str]:
     """A socket directory the leak check does not inspect, for plugins whose handshake line is
-    rejected: the host cannot know where such a plugin put its socket (see
-    ``test_misbehaving.test_rejected_handshake_leaves_no_socket``, a strict xfail)."""
+    rejected (``test_misbehaving.test_rejected_handshake_leaves_no_socket`` checks it is left
+    empty: each launch gets its own subdirectory, removed after the reap)."""
     path = tempfile.mkdtemp(prefix="rpu-")
     yield path
     shutil.rmtree(path, ignore_errors=True)
