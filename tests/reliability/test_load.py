@@ -35,14 +35,14 @@ async def _round(conn: object, caller: int, round_: int, failures: list[str]) ->
         payload = os.urandom(1008) + f"{caller:04d}{round_:06d}{i:02d}".encode()[:16]
         try:
             reply = await unary(conn, "Echo", payload, timeout=30)
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:  # a call cut locally is a failure too
             failures.append(f"caller {caller} unary: {exc!r:.200}")
             continue
         if reply != payload:
             failures.append(f"caller {caller} unary: wrong reply")
     try:
         got = [m async for m in stream(conn, STREAM_MESSAGES, STREAM_SIZE, timeout=30)]
-    except Exception as exc:
+    except (Exception, asyncio.CancelledError) as exc:
         failures.append(f"caller {caller} stream: {exc!r:.200}")
     else:
         if len(got) != STREAM_MESSAGES or any(len(m) != STREAM_SIZE for m in got):
