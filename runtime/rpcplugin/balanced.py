@@ -27,14 +27,15 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 import grpc
 
 from .dial import CHANNEL_OPTIONS, TLSFiles, _read
 from .errors import ConfigError, SecurityError, TransportError
+from .host import Opening
 
 if TYPE_CHECKING:
     from .auth import MetadataPairs
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 
 __all__ = ["BalancedConnection", "balanced_target", "connect_balanced", "service_config"]
 
-T = TypeVar("T")
 
 HEALTH_SERVICE: Final = "plugin"
 """The service name the health checks ask about (every rpcplugin server reports it)."""
@@ -158,36 +158,6 @@ class BalancedConnection:
         return f"<BalancedConnection {self.name!r} {self.target} tls={self.tls}>"
 
 
-@final
-class BalancedOpening(Generic[T]):
-    """What :func:`connect_balanced` returns: await it, or ``async with`` it (closing on exit)."""
-
-    def __init__(self, opener: Callable[[], Awaitable[T]], close: Callable[[T], Awaitable[None]]):
-        self._opener = opener
-        self._close = close
-        self._task: asyncio.Future[T] | None = None
-
-    def _open(self) -> asyncio.Future[T]:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._opener())
-        return self._task
-
-    def __await__(self) -> Generator[Any, None, T]:
-        return self._open().__await__()
-
-    async def __aenter__(self) -> T:
-        return await self._open()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._task is not None and self._task.done() and not self._task.exception():
-            await self._close(self._task.result())
-
-
 def connect_balanced(
     addresses: Sequence[str],
     *,
@@ -198,7 +168,7 @@ def connect_balanced(
     ready_timeout: float | None = 10.0,
     metadata: MetadataPairs | None = None,
     metrics: Metrics | None = None,
-) -> BalancedOpening[BalancedConnection]:
+) -> Opening[BalancedConnection]:
     """One channel over the plugin servers at ``addresses`` (see :func:`balanced_target`),
     calls spread with ``round_robin`` over those that are up and report SERVING.
 
@@ -241,7 +211,7 @@ def connect_balanced(
                 raise
         return connection
 
-    return BalancedOpening(opener, BalancedConnection.close)
+    return Opening(opener)
 
 
 def _credentials(files: TLSFiles, common_host: str) -> tuple[grpc.ChannelCredentials, str]:

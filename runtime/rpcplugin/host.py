@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 import grpc
 
@@ -311,24 +311,31 @@ class PluginConnection:
         )
 
 
-class Opening:
-    """What :func:`launch`, :func:`reattach` and :func:`connect` return: await it for a
-    connection, or use it as ``async with`` (which closes the connection on exit). It opens the
-    connection once, however it is used."""
+class _Closable(Protocol):
+    async def close(self) -> None: ...
 
-    def __init__(self, opener: Callable[[], Awaitable[PluginConnection]]) -> None:
+
+ConnT = TypeVar("ConnT", bound=_Closable)
+
+
+class Opening(Generic[ConnT]):
+    """What :func:`launch`, :func:`reattach`, :func:`connect` and ``connect_balanced`` return:
+    await it for a connection, or use it as ``async with`` (which closes the connection on
+    exit). It opens the connection once, however it is used."""
+
+    def __init__(self, opener: Callable[[], Awaitable[ConnT]]) -> None:
         self._opener = opener
-        self._task: asyncio.Future[PluginConnection] | None = None
+        self._task: asyncio.Future[ConnT] | None = None
 
-    def _open(self) -> asyncio.Future[PluginConnection]:
+    def _open(self) -> asyncio.Future[ConnT]:
         if self._task is None:
             self._task = asyncio.ensure_future(self._opener())
         return self._task
 
-    def __await__(self) -> Generator[Any, None, PluginConnection]:
+    def __await__(self) -> Generator[Any, None, ConnT]:
         return self._open().__await__()
 
-    async def __aenter__(self) -> PluginConnection:
+    async def __aenter__(self) -> ConnT:
         return await self._open()
 
     async def __aexit__(
@@ -364,7 +371,7 @@ def launch(
     health_check: bool = True,
     metadata: MetadataPairs | None = None,
     metrics: Metrics | None = None,
-) -> Opening:
+) -> Opening[PluginConnection]:
     """Launch a plugin executable and connect to it (H01–H07, H09).
 
     ``cmd`` is the argv (a string is one program with no arguments). The child gets the host's
@@ -576,7 +583,7 @@ def reattach(
     retry: RetryPolicy | None = None,
     metadata: MetadataPairs | None = None,
     metrics: Metrics | None = None,
-) -> Opening:
+) -> Opening[PluginConnection]:
     """Attach to a plugin started elsewhere, from go-plugin's reattach JSON (§6.8; H08).
 
     ``config`` is a :class:`ReattachConfig`, the JSON text, or its parsed object (a name→config
@@ -636,7 +643,7 @@ def connect(
     retry: RetryPolicy | None = None,
     metadata: MetadataPairs | None = None,
     metrics: Metrics | None = None,
-) -> Opening:
+) -> Opening[PluginConnection]:
     """Dial a plugin server directly: ``unix:/path`` or ``host:port``, plaintext or TLS.
 
     With ``tls``, the server is verified against ``tls.ca_file`` and, when ``cert_file`` and
