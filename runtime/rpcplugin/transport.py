@@ -123,6 +123,10 @@ def free_tcp_port(min_port: int | None, max_port: int | None, host: str = "127.0
         candidates = range(min_port, max_port + 1)
     for port in candidates:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            if os.name == "posix":
+                # as the real listener (gRPC's, asyncio's, go-plugin's) binds: a port whose
+                # only users are TIME_WAIT connections of a plugin that died is free for it
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((host, port))
             except OSError as exc:
