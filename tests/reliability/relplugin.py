@@ -156,6 +156,7 @@ def steal_port() -> None:
         port = real(min_port, max_port, host)
         if not competitors:
             competitor = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            competitor.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as listeners do
             competitor.bind((host, port))
             competitor.listen()
             competitors.append(competitor)

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -472,6 +473,39 @@ async def test_a_plugin_relaunched_on_the_port_of_a_dead_one_connects(
             finally:
                 await old.close()
     assert same_port, "the new plugin never got the dead one's port: nothing was tested"
+
+
+def _leave_time_wait(port: int) -> None:
+    """Leave a TIME_WAIT connection on 127.0.0.1:``port`` and nothing else: what a plugin that
+    served a connection and died leaves behind for a minute."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen()
+    client = socket.create_connection(("127.0.0.1", port))
+    served, _ = listener.accept()
+    served.close()  # the server closes first: its side of the connection waits
+    client.recv(1)
+    client.close()
+    listener.close()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+async def test_a_port_held_only_by_time_wait_connections_is_taken(
+    warm_grpc: None, variant: str
+) -> None:
+    """The port of a plugin that died keeps TIME_WAIT connections for a minute. Listeners bind
+    it regardless (gRPC's, asyncio's and go-plugin's all set SO_REUSEADDR), so with a one-port
+    range the plugin must listen there, not exit 4 with 'no free TCP port'."""
+    port = 32700 + VARIANTS.index(variant)
+    _leave_time_wait(port)
+    async with (
+        quiet_logs(),
+        launch_rel(transport="tcp", variant=variant, min_port=port, max_port=port) as conn,
+    ):
+        assert conn.endpoint.address == f"127.0.0.1:{port}"
+        assert await unary(conn, "Echo", b"x") == b"x"
+    record("faults", cases=1, faults=1, calls=1)
 
 
 # -- 1,000 launch/close cycles -------------------------------------------------------------
