@@ -32,6 +32,10 @@ Faults
         ``test_faults::test_concurrent_tcp_plugins_racing_for_a_port_all_start`` (the TCP
         port race: a port taken between probe and bind moves the search on),
         ``test_faults::test_a_tcp_port_lost_to_another_process_is_a_clean_exit_4``
+    a plugin relaunched after one died: on its port, through the host's old connection's
+    backoff, past its TIME_WAIT connections
+        ``test_faults::test_a_plugin_relaunched_on_the_port_of_a_dead_one_connects``,
+        ``test_faults::test_a_port_held_only_by_time_wait_connections_is_taken``
     1,000 launch/close cycles: fd, child-process and socket-file counts before and after
         ``test_faults::test_1000_launch_close_cycles_leave_no_fd_child_or_socket`` (Go plugin;
         10,000 in soak), ``test_faults::test_python_plugin_launch_close_cycles``;
