@@ -48,7 +48,7 @@ protos: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-# Reliability soak (not in CI; ~10 min): tests/reliability at soak scale, one summary line last.
+# Reliability soak (not in CI; ~11 min): tests/reliability at soak scale, one summary line last.
 soak: setup
 	$(BIN)/python -m tests.reliability.soak
 
