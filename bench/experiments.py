@@ -35,8 +35,8 @@ import rpcplugin
 rpcplugin.guard_stdout()
 sys.path.insert(0, {plugins!r})
 import service
-from rpcplugin import process_guard
-from rpcplugin.server import serve_async
+from rpcplugin.plugin import stdout_guard as process_guard
+from rpcplugin.plugin.server import serve_async
 process_guard.ignore_sigint()
 code = asyncio.run(serve_async(
     rpcplugin.Handshake(service.COOKIE_KEY, service.COOKIE_VALUE), {{1: [service.handler()]}}

@@ -28,7 +28,7 @@ import grpc
 from worker import worker_pb2, worker_rpc
 
 import rpcplugin
-from rpcplugin import certs
+from rpcplugin.ops import certs
 
 CALLERS = 8
 SECONDS = 3.0

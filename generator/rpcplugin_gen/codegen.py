@@ -23,7 +23,7 @@ avoids two different "protocols" next to each other and matches go-plugin's ``pl
 
 A service marked ``option (rpcplugin.options.service) = {host_provided: true}`` is served by the
 host to its plugin through the broker (a callback): it gets ``XCallback``
-(``rpcplugin.broker.Callback``: ``serve`` on the host, ``dial`` in the plugin) instead of
+(``rpcplugin.servicer.Callback``: ``serve`` on the host, ``dial`` in the plugin) instead of
 ``XPlugin``, and stays out of ``plugin.py`` and the servicer skeleton.
 
 No ``_pb2_grpc.py`` is written: grpcio's stubs are untyped, import absolutely, and would be a
@@ -241,8 +241,6 @@ def _rpc_module(proto: ProtoFile) -> dict[str, object]:
         "from rpcplugin import calls as _calls",
         "from rpcplugin import servicer as _servicer",
     ]
-    if any(s.host_provided for s in proto.services):
-        third_party.append("from rpcplugin import broker as _broker")
     local = [
         rendering.import_line(package, m.path, True, proto.aliases[m.path])
         for m in proto.imports

@@ -37,7 +37,6 @@ RPC_MODULE_IMPORTS = (
     "_AsyncIterable",
     "_AsyncIterator",
     "_Iterable",
-    "_broker",
     "_calls",
     "_servicer",
     "__all__",

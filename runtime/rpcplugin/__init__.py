@@ -1,7 +1,10 @@
 """rpcplugin: Python plugins and hosts that speak HashiCorp go-plugin's gRPC protocol.
 
 Plugin side: :func:`serve`. Host side: :func:`launch`, :func:`reattach`, :func:`connect`.
-Generated packages (``rpcplugin-gen``) import this runtime and nothing from the generator.
+Generated packages (``rpcplugin-gen``) import this runtime and nothing from the generator: only
+these top-level names and the two contract modules :mod:`rpcplugin.calls` (clients) and
+:mod:`rpcplugin.servicer` (servicers and bindings). The subpackages (``plugin``, ``host``,
+``services``, ``ops`` and the private ``_wire``) are described in docs/architecture.md.
 
 Names are imported on first use, so a plugin does not pay for the host side (nor a host for
 the plugin side) when it starts.
@@ -26,22 +29,29 @@ from .errors import (
 from .handshake import Handshake, HandshakeLine
 
 if TYPE_CHECKING:
-    from .balanced import BalancedConnection, connect_balanced
-    from .broker import BrokerError, GRPCBroker, current_broker
+    from ._wire.dial import TLSFiles
     from .calls import BidiStream, HasChannel, Metadata, ServerStream
-    from .dial import TLSFiles
-    from .host import Opening, PluginConnection, PluginExitedDuringCall, connect, launch, reattach
-    from .process_guard import guard_stdout
-    from .reattach_config import ReattachConfig, parse_reattach
-    from .server import serve, serve_async
+    from .host.balanced import BalancedConnection, connect_balanced
+    from .host.core import (
+        Opening,
+        PluginConnection,
+        PluginExitedDuringCall,
+        connect,
+        launch,
+        reattach,
+    )
+    from .host.reattach_config import ReattachConfig, parse_reattach
+    from .plugin.server import serve, serve_async
+    from .plugin.stdout_guard import guard_stdout
     from .servicer import PluginBinding, Unimplemented, current_call
+    from .services.broker import BrokerError, GRPCBroker, current_broker
 
 _LAZY = {
-    "BalancedConnection": "balanced",
-    "connect_balanced": "balanced",
-    "BrokerError": "broker",
-    "GRPCBroker": "broker",
-    "current_broker": "broker",
+    "BalancedConnection": "host.balanced",
+    "connect_balanced": "host.balanced",
+    "BrokerError": "services.broker",
+    "GRPCBroker": "services.broker",
+    "current_broker": "services.broker",
     "BidiStream": "calls",
     "HasChannel": "calls",
     "Metadata": "calls",
@@ -49,18 +59,18 @@ _LAZY = {
     "PluginBinding": "servicer",
     "Unimplemented": "servicer",
     "current_call": "servicer",
-    "Opening": "host",
-    "PluginExitedDuringCall": "host",
-    "TLSFiles": "dial",
-    "PluginConnection": "host",
-    "connect": "host",
-    "launch": "host",
-    "reattach": "host",
-    "guard_stdout": "process_guard",
-    "ReattachConfig": "reattach_config",
-    "parse_reattach": "reattach_config",
-    "serve": "server",
-    "serve_async": "server",
+    "Opening": "host.core",
+    "PluginExitedDuringCall": "host.core",
+    "TLSFiles": "_wire.dial",
+    "PluginConnection": "host.core",
+    "connect": "host.core",
+    "launch": "host.core",
+    "reattach": "host.core",
+    "guard_stdout": "plugin.stdout_guard",
+    "ReattachConfig": "host.reattach_config",
+    "parse_reattach": "host.reattach_config",
+    "serve": "plugin.server",
+    "serve_async": "plugin.server",
 }
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextvars
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Final, Generic, NoReturn, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, TypeVar, final
 
 import grpc
 import grpc.aio
@@ -32,7 +32,11 @@ import grpc.aio
 from .calls import ChannelLike, Method, RpcKind
 from .handshake import Handshake
 
+if TYPE_CHECKING:
+    from .services.broker import Callback
+
 __all__ = [
+    "Callback",
     "PluginBinding",
     "Service",
     "Unimplemented",
@@ -40,6 +44,17 @@ __all__ = [
 ]
 
 _log = logging.getLogger("rpcplugin.servicer")
+
+
+def __getattr__(name: str) -> Any:
+    # Callback (the binding of a host-provided service) lives with the broker; it is imported
+    # only by generated modules that have such a service, so plugins without one never load it
+    if name == "Callback":
+        from .services.broker import Callback
+
+        return Callback
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 ImplT = TypeVar("ImplT")
 ClientT = TypeVar("ClientT")

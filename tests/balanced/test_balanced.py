@@ -15,8 +15,8 @@ from test_server_mode import who
 from workers import Worker, make_pki, start_worker, stop_all
 
 import rpcplugin
-from rpcplugin.balanced import balanced_target, service_config
 from rpcplugin.errors import ConfigError
+from rpcplugin.host.balanced import balanced_target, service_config
 
 CALLERS = 8
 """Concurrent callers: at most this many calls are in flight when a server dies."""

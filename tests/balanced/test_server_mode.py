@@ -15,7 +15,7 @@ from google.protobuf import wrappers_pb2
 from workers import WORKER, make_pki, start_worker, stop_all
 
 import rpcplugin
-from rpcplugin import health
+from rpcplugin.services import health
 
 Str = wrappers_pb2.StringValue
 

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rpcplugin import certs
+from rpcplugin.ops import certs
 
 WORKER = Path(__file__).resolve().parent / "worker_plugin.py"
 

@@ -22,7 +22,7 @@ import grpc
 from google.protobuf import empty_pb2, wrappers_pb2
 
 import rpcplugin
-from rpcplugin.broker import BrokeredServer, BrokerError, current_broker
+from rpcplugin.services.broker import BrokeredServer, BrokerError, current_broker
 
 HANDSHAKE = rpcplugin.Handshake("BROKERTEST_PLUGIN", "broker")
 ECHO_PATH = "/brokertest.Echo/Echo"

@@ -17,16 +17,16 @@ import grpc
 import pytest
 from broker_plugin import call_echo, echo_handler
 
-from rpcplugin import mtls
-from rpcplugin.broker import (
+from rpcplugin._wire import mtls
+from rpcplugin._wire.dial import automtls
+from rpcplugin.config import PluginSettings
+from rpcplugin.services.broker import (
     BrokerDialTimeout,
     BrokerError,
     BrokerTLS,
     GRPCBroker,
     current_broker,
 )
-from rpcplugin.config import PluginSettings
-from rpcplugin.dial import automtls
 
 Pair = tuple[GRPCBroker, GRPCBroker]
 

@@ -40,7 +40,7 @@ from rpcplugin import (
     SecurityError,
     TransportError,
 )
-from rpcplugin.host import reattach
+from rpcplugin.host.core import reattach
 
 
 def launch(argv: list[str], sock_dir: str, **kw: Any) -> rpcplugin.host.Opening:
@@ -261,7 +261,9 @@ class Recorder:
     """Wraps the host's close steps to record their order."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from rpcplugin import controller, dial, plugin_process
+        from rpcplugin._wire import dial
+        from rpcplugin.host import process as plugin_process
+        from rpcplugin.services import controller
 
         self.steps: list[str] = []
         steps = self.steps

@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 
 import rpcplugin
-from rpcplugin.health import HealthService
+from rpcplugin.services.health import HealthService
 
 HANDSHAKE = rpcplugin.Handshake("OPS_TEST_PLUGIN", "ops")
 
@@ -27,7 +27,7 @@ class Echo:
         self.clients: list[str | None] = []
 
     async def say(self, request: bytes, context: Any) -> bytes:
-        from rpcplugin.auth import current_client
+        from rpcplugin.ops.auth import current_client
 
         self.served += 1
         self.clients.append(current_client())

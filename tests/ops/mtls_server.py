@@ -12,8 +12,8 @@ from typing import Any
 
 import grpc
 
-from rpcplugin.certs import server_credentials
-from rpcplugin.health import HealthService
+from rpcplugin.ops.certs import server_credentials
+from rpcplugin.services.health import HealthService
 
 
 async def say(request: bytes, context: Any) -> bytes:

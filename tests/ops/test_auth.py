@@ -8,9 +8,9 @@ import grpc
 import pytest
 
 import rpcplugin
-from rpcplugin import auth
 from rpcplugin.errors import ConfigError
-from rpcplugin.interception import CONTROL_SERVICES
+from rpcplugin.ops import auth
+from rpcplugin.ops.interception import CONTROL_SERVICES
 
 from .helpers import Echo, free_port, plain_server, say, served
 

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 
 import rpcplugin
-from rpcplugin import certs, dial
-from rpcplugin.dial import TLSFiles
+from rpcplugin._wire import dial
+from rpcplugin._wire.dial import TLSFiles
+from rpcplugin._wire.transport import Endpoint
 from rpcplugin.errors import PluginError, SecurityError
-from rpcplugin.transport import Endpoint
+from rpcplugin.ops import certs
 
 from .helpers import say
 
@@ -30,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [sys.executable, "-m", "rpcplugin.certs", *args],
+        [sys.executable, "-m", "rpcplugin.ops.certs", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -230,7 +231,7 @@ async def test_a_refused_certificate_is_not_retried(pki: Path) -> None:
     """TLS refusals are final: with a 10 s retry budget the connect still fails at once."""
     import time
 
-    from rpcplugin.retry import RetryPolicy
+    from rpcplugin.host.retry import RetryPolicy
 
     policy = RetryPolicy(attempts=100, backoff=0.05, max_backoff=0.2, deadline=10)
     with server_process(pki) as address:

@@ -15,8 +15,8 @@ import grpc
 import pytest
 
 import rpcplugin
-from rpcplugin import metrics
-from rpcplugin.metrics import CallRecord, InMemoryMetrics
+from rpcplugin.ops import metrics
+from rpcplugin.ops.metrics import CallRecord, InMemoryMetrics
 
 from .helpers import HANDSHAKE, Echo, say, served
 
@@ -93,7 +93,7 @@ async def test_opentelemetry_metrics_and_spans() -> None:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from rpcplugin.metrics_otel import OpenTelemetryMetrics
+    from rpcplugin.ops.metrics_otel import OpenTelemetryMetrics
 
     reader = InMemoryMetricReader()
     exporter = InMemorySpanExporter()
@@ -152,7 +152,7 @@ async def test_opentelemetry_metrics_and_spans() -> None:
 
 def test_auto_uses_opentelemetry_when_it_is_installed() -> None:
     pytest.importorskip("opentelemetry.metrics")
-    from rpcplugin.metrics_otel import OpenTelemetryMetrics
+    from rpcplugin.ops.metrics_otel import OpenTelemetryMetrics
 
     assert metrics.otel_available()
     assert isinstance(metrics.auto(), OpenTelemetryMetrics)
@@ -174,7 +174,7 @@ WITHOUT_OTEL = textwrap.dedent(
     sys.path[:0] = [sys.argv[1]]
 
     import rpcplugin
-    from rpcplugin import metrics
+    from rpcplugin.ops import metrics
     from rpcplugin.errors import ConfigError
     from ops.helpers import Echo, served
     from ops.test_metrics import _make_calls

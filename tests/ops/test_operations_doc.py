@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import rpcplugin
-from rpcplugin import auth, metrics
-from rpcplugin.rate_limit import RateLimit
+from rpcplugin.ops import auth, metrics
+from rpcplugin.ops.rate_limit import RateLimit
 
 from .helpers import Echo, say, served
 
@@ -21,7 +21,7 @@ async def test_the_documented_plugin_and_host() -> None:
     )
     async with served(echo, shutdown_metadata=auth.bearer("s3cret-ops"), **options) as address:
         # [host]
-        from rpcplugin.retry import RetryPolicy
+        from rpcplugin.host.retry import RetryPolicy
 
         recorded = metrics.InMemoryMetrics()
         async with rpcplugin.connect(

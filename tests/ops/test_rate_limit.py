@@ -9,9 +9,9 @@ import grpc
 import pytest
 
 import rpcplugin
-from rpcplugin import health
 from rpcplugin.errors import ConfigError
-from rpcplugin.rate_limit import RETRY_AFTER_KEY, RateLimit, RateLimitInterceptor, TokenBucket
+from rpcplugin.ops.rate_limit import RETRY_AFTER_KEY, RateLimit, RateLimitInterceptor, TokenBucket
+from rpcplugin.services import health
 
 from .helpers import Echo, say, served
 

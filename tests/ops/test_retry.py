@@ -12,10 +12,10 @@ import time
 import pytest
 
 import rpcplugin
-from rpcplugin import retry
 from rpcplugin.errors import ConfigError, PluginError, SecurityError, TransportError
-from rpcplugin.host import reattach  # rpcplugin.reattach is shadowed by the submodule
-from rpcplugin.retry import RetryPolicy
+from rpcplugin.host import retry
+from rpcplugin.host.core import reattach  # rpcplugin.reattach is shadowed by the submodule
+from rpcplugin.host.retry import RetryPolicy
 
 from .helpers import Echo, free_port, plain_server, say
 

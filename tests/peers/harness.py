@@ -32,7 +32,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from rpcplugin import mtls
+from rpcplugin._wire import mtls
 
 TESTS_DIR = Path(__file__).resolve().parent.parent
 PYPLUGIN = TESTS_DIR / "peers" / "pyplugin.py"

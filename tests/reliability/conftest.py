@@ -32,7 +32,7 @@ def warm_grpc() -> None:
 
     async def pin() -> None:
         _pinned.append(grpc.aio.insecure_channel("unix:/nonexistent/pinned-by-reliability"))
-        from rpcplugin import mtls
+        from rpcplugin._wire import mtls
 
         mtls.generate_certificate()
 

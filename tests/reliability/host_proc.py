@@ -40,7 +40,7 @@ from typing import Any
 import grpc
 
 import rpcplugin
-from rpcplugin import mtls
+from rpcplugin._wire import mtls
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ARGV = [sys.executable, os.path.join(HERE, "relplugin.py")]

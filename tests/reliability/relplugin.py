@@ -147,7 +147,7 @@ def watch_modes() -> None:
 
 
 def steal_port() -> None:
-    from rpcplugin import server as server_module
+    from rpcplugin.plugin import server as server_module
 
     real: Callable[..., int] = getattr(server_module, "free_tcp_port")  # noqa: B009
     competitors: list[socket.socket] = []
@@ -167,7 +167,7 @@ def steal_port() -> None:
 
 
 def expose_key() -> None:
-    from rpcplugin import mtls
+    from rpcplugin._wire import mtls
 
     original = mtls.generate_certificate
 

@@ -36,8 +36,8 @@ from rpcplugin import hclog
 from rpcplugin.config import SETTINGS, ConnectSettings, PluginSettings
 from rpcplugin.errors import ConfigError, HandshakeError
 from rpcplugin.handshake import MAX_LINE_BYTES, HandshakeLine
-from rpcplugin.host import _stderr_logger
-from rpcplugin.reattach_config import ReattachConfig, parse_reattach
+from rpcplugin.host.core import _stderr_logger
+from rpcplugin.host.reattach_config import ReattachConfig, parse_reattach
 
 from .figures import record, scaled, time_limit
 

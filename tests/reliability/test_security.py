@@ -41,7 +41,7 @@ from hostkit import MB_HANDSHAKE, Snapshot, mb
 from peers.harness import Identity, Launcher, client_context, dial, health_check, tls_probe
 
 import rpcplugin
-from rpcplugin import mtls
+from rpcplugin._wire import mtls
 from rpcplugin.errors import ChecksumError
 
 from .figures import record, scaled

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from deploy.deploy.v1 import deploy_pb2, deploy_rpc
 
 import rpcplugin
-from rpcplugin.broker import BrokeredServer
+from rpcplugin.services.broker import BrokeredServer
 
 
 class HostSecrets(deploy_rpc.SecretsServicer):

@@ -20,7 +20,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
-from .errors import HandshakeError, PluginExitedError, StartTimeoutError
+from ..errors import HandshakeError, PluginExitedError, StartTimeoutError
 
 MAX_LINE = 64 * 1024
 TAIL_LINES = 20

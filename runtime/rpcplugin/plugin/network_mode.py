@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from .config import PluginSettings
-from .errors import TransportError
-from .handshake import negotiate_version
-from .health import NOT_SERVING, HealthService
+from ..config import PluginSettings
+from ..errors import TransportError
+from ..handshake import negotiate_version
+from ..services.health import NOT_SERVING, HealthService
 
 if TYPE_CHECKING:
-    from .metrics import Metrics
-    from .server import _Running
+    from ..ops.metrics import Metrics
+    from ..plugin.server import _Running
 
 log = logging.getLogger("rpcplugin.server")
 
@@ -47,7 +47,7 @@ async def serve(
     metrics: Metrics | None = None,
 ) -> int:
     """Serve on ``settings.listen`` until SIGTERM/SIGINT; returns the exit status."""
-    from .server import EXIT_OK, GRPC_OPTIONS
+    from ..plugin.server import EXIT_OK, GRPC_OPTIONS
 
     started = time.monotonic()
     assert settings.listen is not None
@@ -55,7 +55,7 @@ async def serve(
     running.version = version
     credentials = None
     if settings.tls_cert is not None and settings.tls_key is not None:
-        from .certs import server_credentials
+        from ..ops.certs import server_credentials
 
         credentials = server_credentials(
             settings.tls_cert, settings.tls_key, settings.tls_client_ca

@@ -26,8 +26,8 @@ from typing import Any
 
 import grpc
 
-from .errors import ConfigError
-from .interception import CONTROL_SERVICES, ThrottledWarning, denying, split_method
+from ..errors import ConfigError
+from ..ops.interception import CONTROL_SERVICES, ThrottledWarning, denying, split_method
 
 log = logging.getLogger("rpcplugin.rate_limit")
 

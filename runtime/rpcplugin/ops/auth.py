@@ -41,8 +41,8 @@ from typing import Any, TypeAlias
 
 import grpc
 
-from .errors import ConfigError
-from .interception import (
+from ..errors import ConfigError
+from ..ops.interception import (
     HEALTH_SERVICE,
     ThrottledWarning,
     client_interceptors_for,

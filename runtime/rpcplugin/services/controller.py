@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import grpc
 
-from .protos import grpc_controller_pb2 as pb
+from ..protos import grpc_controller_pb2 as pb
 
 SERVICE_NAME = "plugin.GRPCController"
 

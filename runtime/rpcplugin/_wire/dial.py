@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Literal
 
 import grpc
 
-from .errors import ConfigError, SecurityError
-from .transport import Endpoint, private_dir
+from .._wire.transport import Endpoint, private_dir
+from ..errors import ConfigError, SecurityError
 
 if TYPE_CHECKING:
     import ssl
 
-    from .mtls import CertificateAndKey
-    from .tls_relay import TLSOriginator
+    from .._wire.mtls import CertificateAndKey
+    from .._wire.tls_relay import TLSOriginator
 
 TLSBackendChoice = Literal["auto", "openssl", "grpc"]
 Interceptors = Sequence[grpc.aio.ClientInterceptor]
@@ -85,7 +85,7 @@ async def automtls(
 
     ``relay_parent``: where the OpenSSL relay's private socket directory goes (default: the
     temp dir); a plugin dialling its host's brokered servers keeps it in its socket dir."""
-    from . import mtls
+    from .._wire import mtls
 
     peer = mtls.load_der_certificate(peer_cert_der, source="the plugin's certificate (field 6)")
     peer_pem = mtls.pem_of(peer)
@@ -126,8 +126,8 @@ async def with_files(
     key = _read(files.key_file, "client key") if files.key_file else None
     if (cert is None) != (key is None):
         raise ConfigError("TLSFiles", files, "give both cert_file and key_file, or neither")
-    from . import mtls
-    from .certs import warn_if_expiring
+    from .._wire import mtls
+    from ..ops.certs import warn_if_expiring
 
     ca_cert = mtls.load_pem_certificate(ca, source=files.ca_file)
     warn_if_expiring(ca_cert, source=f"CA certificate {files.ca_file}")
@@ -178,7 +178,7 @@ async def _relayed(
     interceptors: Interceptors = (),
     parent: str | None = None,
 ) -> Dialed:
-    from .tls_relay import TLSOriginator
+    from .._wire.tls_relay import TLSOriginator
 
     directory = private_dir(parent)
     relay = TLSOriginator(context, endpoint, server_name)

@@ -12,7 +12,7 @@ import hmac
 import os
 import shutil
 
-from .errors import ChecksumError, ConfigError
+from ..errors import ChecksumError, ConfigError
 
 
 def executable_path(program: str, path: str | None = None) -> str:

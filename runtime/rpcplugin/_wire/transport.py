@@ -15,7 +15,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .errors import ConfigError, TransportError
+from ..errors import ConfigError, TransportError
 
 MAX_UNIX_PATH = 103
 """macOS allows 104 bytes including the NUL, Linux 108: keep every socket path under this."""

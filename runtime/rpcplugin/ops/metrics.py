@@ -46,8 +46,8 @@ from typing import Any, Literal
 
 import grpc
 
-from .errors import ConfigError
-from .interception import (
+from ..errors import ConfigError
+from ..ops.interception import (
     behaviour_of,
     client_interceptors_for,
     rebuild,
@@ -199,7 +199,7 @@ def auto() -> Metrics:
     if not otel_available():
         return NO_METRICS
     try:
-        from .metrics_otel import OpenTelemetryMetrics
+        from ..ops.metrics_otel import OpenTelemetryMetrics
     except ImportError:
         return NO_METRICS
     return OpenTelemetryMetrics()
@@ -219,7 +219,7 @@ def from_setting(value: str) -> Metrics:
                 "opentelemetry is not installed (pip install 'rpcplugin-gen[otel]'); "
                 "use 'auto' or 'off'",
             )
-        from .metrics_otel import OpenTelemetryMetrics
+        from ..ops.metrics_otel import OpenTelemetryMetrics
 
         return OpenTelemetryMetrics()
     raise ConfigError("RPCPLUGIN_METRICS", value, "one of off, auto, otel")

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import SecurityError
+from ..errors import SecurityError
 
 if TYPE_CHECKING:
     import ssl

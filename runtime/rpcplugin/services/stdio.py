@@ -20,7 +20,7 @@ from typing import TextIO
 
 import grpc
 
-from .protos import grpc_stdio_pb2 as pb
+from ..protos import grpc_stdio_pb2 as pb
 
 SERVICE_NAME = "plugin.GRPCStdio"
 STDOUT, STDERR = pb.StdioData.STDOUT, pb.StdioData.STDERR

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError
-from .transport import Endpoint
+from .._wire.transport import Endpoint
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)

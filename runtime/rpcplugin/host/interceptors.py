@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import grpc
 
 if TYPE_CHECKING:
-    from .auth import MetadataPairs
-    from .metrics import Metrics
+    from ..ops.auth import MetadataPairs
+    from ..ops.metrics import Metrics
 
 
 def build(
@@ -21,11 +21,11 @@ def build(
     """The client interceptors for a connection to ``plugin`` (empty when none is needed)."""
     chain: list[grpc.aio.ClientInterceptor] = []
     if metadata:
-        from .auth import DefaultMetadata
+        from ..ops.auth import DefaultMetadata
 
         chain.extend(DefaultMetadata(metadata).interceptors())
     if metrics is not None and metrics.enabled:
-        from .metrics import MetricsClientInterceptor
+        from ..ops.metrics import MetricsClientInterceptor
 
         chain.extend(MetricsClientInterceptor(metrics, plugin=plugin).interceptors())
     return chain

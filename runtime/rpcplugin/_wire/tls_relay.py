@@ -18,8 +18,8 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .errors import TransportError
-from .transport import Endpoint, owner_only_umask, remove_socket
+from .._wire.transport import Endpoint, owner_only_umask, remove_socket
+from ..errors import TransportError
 
 log = logging.getLogger("rpcplugin.tls")
 

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 import grpc
 
 if TYPE_CHECKING:
-    from .auth import Authenticator
-    from .config import PluginSettings
-    from .metrics import Metrics
-    from .rate_limit import RateLimit
+    from ..config import PluginSettings
+    from ..ops.auth import Authenticator
+    from ..ops.metrics import Metrics
+    from ..ops.rate_limit import RateLimit
 
 
 def build(
@@ -37,27 +37,27 @@ def build(
     chain: list[grpc.aio.ServerInterceptor] = []
     active = metrics
     if active is None and settings.metrics != "off":
-        from .metrics import from_setting
+        from ..ops.metrics import from_setting
 
         active = from_setting(settings.metrics)
     if active is not None and active.enabled:
-        from .metrics import MetricsServerInterceptor, start_guarded
+        from ..ops.metrics import MetricsServerInterceptor, start_guarded
 
         chain.append(MetricsServerInterceptor(active, plugin=plugin))
         active = start_guarded(active)
     else:
         active = None
     if auth is not None:
-        from .auth import AuthInterceptor
+        from ..ops.auth import AuthInterceptor
 
         chain.append(AuthInterceptor(auth))
     limit = rate_limit
     if limit is None and settings.rate_limit is not None:
-        from .rate_limit import RateLimit
+        from ..ops.rate_limit import RateLimit
 
         limit = RateLimit(settings.rate_limit, settings.rate_burst or 1)
     if limit is not None:
-        from .rate_limit import RateLimitInterceptor
+        from ..ops.rate_limit import RateLimitInterceptor
 
         chain.append(RateLimitInterceptor(limit))
     chain.extend(interceptors)

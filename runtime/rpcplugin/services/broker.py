@@ -39,17 +39,17 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
 import grpc
 
-from .config import PluginSettings
-from .errors import PluginError
-from .protos import grpc_broker_pb2 as pb
-from .transport import Endpoint
+from .._wire.transport import Endpoint
+from ..config import PluginSettings
+from ..errors import PluginError
+from ..protos import grpc_broker_pb2 as pb
 
 if TYPE_CHECKING:
-    from .calls import ChannelLike
-    from .dial import Dialed, TLSBackendChoice
-    from .mtls import CertificateAndKey
-    from .server import _Running
-    from .servicer import Service
+    from .._wire.dial import Dialed, TLSBackendChoice
+    from .._wire.mtls import CertificateAndKey
+    from ..calls import ChannelLike
+    from ..plugin.server import _Running
+    from ..servicer import Service
 
 __all__ = [
     "DIAL_TIMEOUT",
@@ -130,7 +130,7 @@ class BrokerTLS:
         """The same, from the peer's certificate as PEM."""
         from cryptography.hazmat.primitives import serialization
 
-        from . import mtls
+        from .._wire import mtls
 
         cert = mtls.load_pem_certificate(peer_pem, source="the peer's certificate")
         return cls(identity, cert.public_bytes(serialization.Encoding.DER), backend)
@@ -166,7 +166,7 @@ class BrokeredServer:
             return
         self._closed = True
         self._broker._servers.discard(self)
-        from .server import _cleanup
+        from ..plugin.server import _cleanup
 
         await _cleanup(self._running)
 
@@ -293,7 +293,7 @@ class GRPCBroker:
         _check_id(id)
         if any(s.id == id for s in self._servers):
             raise BrokerError(f"broker id {id} is already being served on this side")
-        from .server import GRPC_OPTIONS, _cleanup, _listen, _Running
+        from ..plugin.server import GRPC_OPTIONS, _cleanup, _listen, _Running
 
         server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=list(interceptors) or None)
         server.add_generic_rpc_handlers(handlers)
@@ -318,8 +318,8 @@ class GRPCBroker:
     def _server_plan(self) -> Any:
         if self._tls is None:
             return None
-        from . import mtls
-        from .server import _TLSPlan
+        from .._wire import mtls
+        from ..plugin.server import _TLSPlan
 
         peer = mtls.load_der_certificate(self._tls.peer_der, source="the peer's certificate")
         verifiable = mtls.grpc_can_verify(peer)
@@ -375,7 +375,7 @@ class GRPCBroker:
                 f"{info.network!r} {info.address!r}"
             )
         endpoint = Endpoint(info.network, info.address)
-        from . import dial as dialing
+        from .._wire import dial as dialing
 
         if self._tls is None:
             dialed = dialing.plain(endpoint)

@@ -29,22 +29,23 @@ from typing import TYPE_CHECKING, NoReturn
 
 import grpc
 
-from . import broker as broker_mod
-from . import hclog, process_guard
-from .config import PluginSettings, parse_bool
-from .controller import ControllerService
-from .errors import ConfigError, PluginError, SecurityError, TransportError
-from .handshake import Handshake, HandshakeLine, negotiate_version
-from .health import HealthService
-from .stdio import StdioBuffer, StdioService, capture
+from .. import hclog
+from ..config import PluginSettings, parse_bool
+from ..errors import ConfigError, PluginError, SecurityError, TransportError
+from ..handshake import Handshake, HandshakeLine, negotiate_version
+from ..plugin import stdout_guard as process_guard
+from ..services import broker as broker_mod
+from ..services.controller import ControllerService
+from ..services.health import HealthService
+from ..services.stdio import StdioBuffer, StdioService, capture
 
 if TYPE_CHECKING:
-    from .auth import Authenticator
-    from .metrics import Metrics
-    from .mtls import CertificateAndKey
-    from .rate_limit import RateLimit
+    from .._wire.mtls import CertificateAndKey
+    from ..ops.auth import Authenticator
+    from ..ops.metrics import Metrics
+    from ..ops.rate_limit import RateLimit
 
-from .transport import (
+from .._wire.transport import (
     Endpoint,
     free_tcp_port,
     new_unix_socket_path,
@@ -195,7 +196,7 @@ async def serve_async(
 
     running = _Running()
     try:
-        from . import server_interceptors
+        from ..plugin import interceptors as server_interceptors
 
         chain, active_metrics = server_interceptors.build(
             settings,
@@ -206,7 +207,7 @@ async def serve_async(
             metrics=metrics,
         )
         if settings.listen is not None:
-            from . import server_mode
+            from ..plugin import network_mode as server_mode
 
             return await server_mode.serve(
                 versions, settings, plugin_name, running, chain, active_metrics
@@ -335,7 +336,7 @@ def _tls_plan(settings: PluginSettings) -> _TLSPlan | None:
     """Decide the TLS backend for the host's certificate, or None for plaintext."""
     if settings.client_cert_pem is None:
         return None
-    from . import mtls
+    from .._wire import mtls
 
     host_cert = mtls.load_pem_certificate(
         settings.client_cert_pem, source="PLUGIN_CLIENT_CERT (the host's AutoMTLS certificate)"
@@ -360,8 +361,8 @@ async def _listen(
     on a private socket behind the TLS relay."""
     gid = resolve_group(settings.unix_socket_group) if settings.unix_socket_group else None
     if tls is not None and tls.backend == "openssl":
-        from . import mtls
-        from .tls_relay import TLSTerminator
+        from .._wire import mtls
+        from .._wire.tls_relay import TLSTerminator
 
         # checked first, so that a missing or unusable directory gets its one-line message
         inner_dir = private_dir(socket_dir(settings.unix_socket_dir))
@@ -382,7 +383,7 @@ async def _listen(
 
     credentials = None
     if tls is not None:
-        from . import mtls
+        from .._wire import mtls
 
         credentials = grpc.ssl_server_credentials(
             [(tls.identity.key_pem, tls.identity.cert_pem)],
@@ -477,7 +478,7 @@ async def _cleanup(running: _Running) -> None:
             stopping.append(running.broker.close())
         await asyncio.gather(*stopping, return_exceptions=True)
     if running.relay is not None:
-        from .tls_relay import TLSTerminator
+        from .._wire.tls_relay import TLSTerminator
 
         assert isinstance(running.relay, TLSTerminator)
         await running.relay.close()

@@ -33,13 +33,13 @@ from typing import TYPE_CHECKING, Any, Final, final
 
 import grpc
 
-from .dial import CHANNEL_OPTIONS, TLSFiles, _read
-from .errors import ConfigError, SecurityError, TransportError
-from .host import Opening
+from .._wire.dial import CHANNEL_OPTIONS, TLSFiles, _read
+from ..errors import ConfigError, SecurityError, TransportError
+from ..host.core import Opening
 
 if TYPE_CHECKING:
-    from .auth import MetadataPairs
-    from .metrics import Metrics
+    from ..ops.auth import MetadataPairs
+    from ..ops.metrics import Metrics
 
 __all__ = ["BalancedConnection", "balanced_target", "connect_balanced", "service_config"]
 
@@ -184,7 +184,7 @@ def connect_balanced(
     label = name or target
 
     async def opener() -> BalancedConnection:
-        from . import client_interceptors
+        from ..host import interceptors as client_interceptors
 
         options: list[tuple[str, Any]] = [
             *CHANNEL_OPTIONS,
@@ -215,8 +215,8 @@ def connect_balanced(
 
 
 def _credentials(files: TLSFiles, common_host: str) -> tuple[grpc.ChannelCredentials, str]:
-    from . import mtls
-    from .certs import warn_if_expiring
+    from .._wire import mtls
+    from ..ops.certs import warn_if_expiring
 
     ca = _read(files.ca_file, "CA certificate")
     cert = _read(files.cert_file, "client certificate") if files.cert_file else None

@@ -29,10 +29,11 @@ from typing import IO, TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 import grpc
 
-from . import client_interceptors, controller, dial, hclog, health
-from .broker import HostBroker
-from .dial import TLSBackendChoice, TLSFiles
-from .errors import (
+from .. import hclog
+from .._wire import dial
+from .._wire.dial import TLSBackendChoice, TLSFiles
+from .._wire.transport import Endpoint
+from ..errors import (
     ConfigError,
     HandshakeError,
     PluginError,
@@ -40,17 +41,19 @@ from .errors import (
     SecurityError,
     TransportError,
 )
-from .handshake import MAX_LINE_BYTES, Handshake, HandshakeLine
-from .plugin_process import PluginProcess
-from .protos import grpc_stdio_pb2
-from .reattach_config import ReattachConfig, parse_reattach
-from .transport import Endpoint
+from ..handshake import MAX_LINE_BYTES, Handshake, HandshakeLine
+from ..host import interceptors as client_interceptors
+from ..host.process import PluginProcess
+from ..host.reattach_config import ReattachConfig, parse_reattach
+from ..protos import grpc_stdio_pb2
+from ..services import controller, health
+from ..services.broker import HostBroker
 
 if TYPE_CHECKING:
-    from .auth import MetadataPairs
-    from .metrics import Metrics
-    from .mtls import CertificateAndKey
-    from .retry import RetryPolicy
+    from .._wire.mtls import CertificateAndKey
+    from ..host.retry import RetryPolicy
+    from ..ops.auth import MetadataPairs
+    from ..ops.metrics import Metrics
 
 log = logging.getLogger("rpcplugin.host")
 
@@ -448,12 +451,12 @@ async def _launch(
     started = time.monotonic()
     chain = client_interceptors.build(name, metadata=metadata, metrics=metrics)
     if checksum is not None:
-        from .secure_config import verify_checksum
+        from ..host.secure_config import verify_checksum
 
         argv = [verify_checksum(argv[0], checksum, path=(env or os.environ).get("PATH")), *argv[1:]]
     identity = None
     if auto_mtls:
-        from . import mtls
+        from .._wire import mtls
 
         identity = mtls.generate_certificate()
     child_env: dict[str, str] = dict(os.environ) if inherit_env else {}
@@ -551,7 +554,7 @@ async def _launch(
         await connection._close(graceful=False)
         raise
     if metrics is not None:
-        from .metrics import report_plugin_started
+        from ..ops.metrics import report_plugin_started
 
         report_plugin_started(metrics, name, time.monotonic() - started, side="client")
     return connection
@@ -597,7 +600,7 @@ def reattach(
     """
 
     async def opener() -> PluginConnection:
-        from . import retry as retries
+        from ..host import retry as retries
 
         parsed = config if isinstance(config, ReattachConfig) else parse_reattach(config, name)
         version = parsed.protocol_version or (max(versions) if versions else 1)
@@ -657,7 +660,7 @@ def connect(
     """
 
     async def opener() -> PluginConnection:
-        from . import retry as retries
+        from ..host import retry as retries
 
         endpoint = dial.parse_address(address)
         policy = retry if retry is not None else retries.RetryPolicy.from_env()
@@ -712,11 +715,11 @@ def _host_broker(
     """A launched plugin's broker: its brokered listeners go in the plugin's private socket dir
     (shared with ``socket_group`` like the plugin's own), with the main connection's AutoMTLS
     material."""
-    from .config import PluginSettings
+    from ..config import PluginSettings
 
     tls = None
     if identity is not None and peer_der is not None:
-        from .broker import BrokerTLS
+        from ..services.broker import BrokerTLS
 
         tls = BrokerTLS(identity, peer_der, backend)
     settings = PluginSettings(unix_socket_dir=socket_dir, unix_socket_group=socket_group)
@@ -785,7 +788,7 @@ def _remove_stale_socket(endpoint: Endpoint | None) -> None:
 def _private_socket_dir(parent: str | None, group: str | None) -> str:
     """A fresh 0700 directory (0770 and chgrp'd with a socket group) for one plugin's sockets,
     in ``parent`` or the temp dir."""
-    from .transport import private_dir, resolve_group, socket_dir
+    from .._wire.transport import private_dir, resolve_group, socket_dir
 
     directory = private_dir(socket_dir(parent) if parent is not None else None)
     if group is not None:

@@ -10,7 +10,7 @@ and issues server and client certificates from it::
     rpcplugin-certs client --dir pki ci-runner           # pki/client.pem, pki/client-key.pem
     rpcplugin-certs inspect pki/server.pem               # subject, SANs, curve, expiry
 
-(also ``python -m rpcplugin.certs ...``). Keys are P-256 by default, which grpcio's own TLS and
+(also ``python -m rpcplugin.ops.certs ...``). Keys are P-256 by default, which grpcio's own TLS and
 OpenSSL both verify; private keys are written mode 0600 and never overwritten without
 ``--force``.
 
@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
-from .errors import ConfigError, SecurityError
+from ..errors import ConfigError, SecurityError
 
 if TYPE_CHECKING:
     import grpc
@@ -279,7 +279,7 @@ def load_certificate(
     value: str | bytes, *, what: str = "certificate", warn_days: int = EXPIRY_WARNING_DAYS
 ) -> x509.Certificate:
     """Load a PEM certificate (text or path), warning in the logs when it expires soon."""
-    from . import mtls
+    from .._wire import mtls
 
     source = what if not isinstance(value, str) or "-----BEGIN " in value else f"{what} {value}"
     cert = mtls.load_pem_certificate(read_pem(value, what=what), source=source)
@@ -342,7 +342,7 @@ def describe(
     from cryptography import x509 as x509_mod
     from cryptography.hazmat.primitives import hashes
 
-    from . import mtls
+    from .._wire import mtls
 
     if not isinstance(cert, x509_mod.Certificate):
         cert = mtls.load_pem_certificate(read_pem(cert, what="certificate"), source="certificate")
@@ -387,7 +387,7 @@ def server_credentials(
     and, with ``client_ca``, requiring and verifying client certificates signed by it."""
     import grpc
 
-    from . import mtls
+    from .._wire import mtls
 
     cert_pem = read_pem(cert, what="server certificate")
     key_pem = read_pem(key, what="server key")

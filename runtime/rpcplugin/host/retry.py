@@ -30,11 +30,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from .errors import ConfigError, PluginError, SecurityError, TransportError
+from ..errors import ConfigError, PluginError, SecurityError, TransportError
 
 if TYPE_CHECKING:
-    from .dial import TLSFiles
-    from .transport import Endpoint
+    from .._wire.dial import TLSFiles
+    from .._wire.transport import Endpoint
 
 log = logging.getLogger("rpcplugin.retry")
 
@@ -73,7 +73,7 @@ class RetryPolicy:
     def from_env(cls, env: Mapping[str, str] | None = None) -> RetryPolicy:
         """The policy the ``RPCPLUGIN_CONNECT_*`` settings describe (one attempt when
         ``RPCPLUGIN_CONNECT_ATTEMPTS`` is unset)."""
-        from .config import ConnectSettings
+        from ..config import ConnectSettings
 
         settings = ConnectSettings.from_env(env)
         return cls(
@@ -183,7 +183,8 @@ async def tls_refusal(endpoint: Endpoint, files: TLSFiles, timeout: float) -> Se
     """
     import grpc
 
-    from . import dial, health
+    from .._wire import dial
+    from ..services import health
 
     try:
         dialed = await dial.with_files(endpoint, files, "openssl")
