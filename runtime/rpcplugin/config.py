@@ -345,7 +345,7 @@ class PluginSettings:
 @dataclass(frozen=True, slots=True)
 class ConnectSettings:
     """The host-side ``RPCPLUGIN_CONNECT_*`` settings (read by
-    :meth:`rpcplugin.retry.RetryPolicy.from_env`)."""
+    :meth:`rpcplugin.host.retry.RetryPolicy.from_env`)."""
 
     attempts: int = 1
     backoff: float = 0.1

@@ -21,7 +21,7 @@ def test_host_provided_services_get_a_callback_binding_and_stay_out_of_serve(
     out = tmp_path / "deploy"
     generate(CALLBACK, out)
     rpc = (out / "deploy" / "v1" / "deploy_rpc.py").read_text()
-    assert "SecretsCallback: _typing.Final = _broker.Callback(" in rpc
+    assert "SecretsCallback: _typing.Final = _servicer.Callback(" in rpc
     assert "SecretsPlugin" not in rpc and "DeployerPlugin" in rpc
     assert "SecretsClient" in rpc and "class SecretsServicer" in rpc  # both sides stay typed
     plugin = (out / "plugin.py").read_text()

@@ -1,7 +1,7 @@
 """Host side: a ``grpc.aio`` channel to a plugin endpoint, plaintext or TLS.
 
 TLS goes through grpcio's own stack when it can verify the peer's key, and through the OpenSSL
-relay (:mod:`rpcplugin.tls_relay`) otherwise: go-plugin plugins always present P-521
+relay (:mod:`rpcplugin._wire.tls_relay`) otherwise: go-plugin plugins always present P-521
 certificates, which PyPI grpcio cannot verify under TLS 1.3. Either way the peer is verified:
 there is no code path that connects without checking it.
 """

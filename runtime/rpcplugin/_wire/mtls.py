@@ -7,7 +7,7 @@ trust anchor; the peer is always verified.
 
 Which TLS stack runs the connection is decided here too: grpcio's BoringSSL cannot verify the
 P-521 keys every go-plugin peer uses under TLS 1.3 (§7.3), so such peers go through the OpenSSL
-relay (:mod:`rpcplugin.tls_relay`) built on Python's :mod:`ssl`.
+relay (:mod:`rpcplugin._wire.tls_relay`) built on Python's :mod:`ssl`.
 
 This module imports ``cryptography`` and ``ssl`` lazily: a plaintext plugin never loads them.
 """

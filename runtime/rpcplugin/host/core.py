@@ -385,7 +385,7 @@ def launch(
     the plugin's stderr lines become :mod:`logging` records on ``logger`` (default
     ``rpcplugin.plugin.<name>``), and its ``GRPCStdio`` output goes to ``stdout``/``stderr``
     (default: this process's own). ``checksum`` is the executable's SHA-256 (hex), checked
-    before it runs. ``metadata`` is sent with every call (e.g. :func:`rpcplugin.auth.bearer`);
+    before it runs. ``metadata`` is sent with every call (e.g. :func:`rpcplugin.ops.auth.bearer`);
     ``metrics`` records every call and the start-up time (docs/operations.md). A plugin that
     fails is never relaunched behind the caller's back.
     """
@@ -653,10 +653,10 @@ def connect(
     ``key_file`` are given, we authenticate with them (mutual TLS). Closing only closes the
     channel: a server we did not start is not ours to stop.
 
-    ``retry`` (:class:`rpcplugin.retry.RetryPolicy`; default: the ``RPCPLUGIN_CONNECT_*``
+    ``retry`` (:class:`rpcplugin.host.retry.RetryPolicy`; default: the ``RPCPLUGIN_CONNECT_*``
     settings, one attempt) retries until the server is reachable and healthy. ``metadata`` is
-    sent with every call (e.g. :func:`rpcplugin.auth.bearer`); ``metrics``
-    (:class:`rpcplugin.metrics.Metrics`) records every call.
+    sent with every call (e.g. :func:`rpcplugin.ops.auth.bearer`); ``metrics``
+    (:class:`rpcplugin.ops.metrics.Metrics`) records every call.
     """
 
     async def opener() -> PluginConnection:

@@ -1,6 +1,6 @@
 """Certificates for running plugin servers across machines with mutual TLS, and a CLI for them.
 
-AutoMTLS (:mod:`rpcplugin.mtls`) needs no certificates from anyone: each run makes its own.
+AutoMTLS (:mod:`rpcplugin._wire.mtls`) needs no certificates from anyone: each run makes its own.
 A plugin *server* that other machines dial is different: it needs a certificate its clients can
 verify, and the clients need certificates it can verify. This module makes a small private CA
 and issues server and client certificates from it::

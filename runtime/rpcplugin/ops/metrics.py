@@ -10,7 +10,7 @@ Two implementations come with the runtime:
 
 - :class:`InMemoryMetrics` keeps counts, errors by status code, latency histograms and byte
   totals in memory (``snapshot()``), for tests, debugging, or your own exporter;
-- ``rpcplugin.metrics_otel.OpenTelemetryMetrics`` records OpenTelemetry metrics and spans (with
+- ``rpcplugin.ops.metrics_otel.OpenTelemetryMetrics`` records OpenTelemetry metrics and spans (with
   W3C trace context passed from host to plugin in the call metadata). It needs the ``otel``
   extra (``pip install 'rpcplugin-gen[otel]'``); :func:`auto` picks it when ``opentelemetry``
   is importable, and this module never imports it.

@@ -1,4 +1,4 @@
-"""OpenTelemetry metrics and spans for :mod:`rpcplugin.metrics` (the ``otel`` extra).
+"""OpenTelemetry metrics and spans for :mod:`rpcplugin.ops.metrics` (the ``otel`` extra).
 
 Importing this module imports ``opentelemetry``; nothing else in the runtime does. With only
 the API installed everything is a no-op until the application configures an SDK (a
@@ -43,7 +43,7 @@ INSTRUMENTATION = "rpcplugin"
 
 
 class OpenTelemetryMetrics(Metrics):
-    """:class:`~rpcplugin.metrics.Metrics` as OpenTelemetry metrics and spans.
+    """:class:`~rpcplugin.ops.metrics.Metrics` as OpenTelemetry metrics and spans.
 
     ``meter_provider`` / ``tracer_provider`` default to the global ones. ``tracing=False``
     records metrics only.

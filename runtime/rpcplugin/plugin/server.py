@@ -114,9 +114,9 @@ def serve(
     serves for that version. Exit status: 0 after a normal shutdown; 1 wrong magic cookie; 2 bad
     setting; 3 unusable ``PLUGIN_CLIENT_CERT``; 4 no listener could be created.
 
-    Operations (docs/operations.md): ``rate_limit`` (:class:`rpcplugin.rate_limit.RateLimit`,
-    else ``RPCPLUGIN_RATE_LIMIT``), ``auth`` (an :data:`rpcplugin.auth.Authenticator` checked
-    before every servicer), ``metrics`` (:class:`rpcplugin.metrics.Metrics`, else
+    Operations (docs/operations.md): ``rate_limit`` (:class:`rpcplugin.ops.rate_limit.RateLimit`,
+    else ``RPCPLUGIN_RATE_LIMIT``), ``auth`` (an :data:`rpcplugin.ops.auth.Authenticator` checked
+    before every servicer), ``metrics`` (:class:`rpcplugin.ops.metrics.Metrics`, else
     ``RPCPLUGIN_METRICS``) and the app's own ``grpc.aio`` ``interceptors`` (innermost).
     """
     try:
