@@ -5,6 +5,7 @@ from __future__ import annotations
 import array
 import fcntl
 import json
+import contextlib
 import os
 import signal
 import stat
@@ -161,6 +162,15 @@ async def test_p29_stderr_lines_stay_under_64_kib(
 # ---- P30 ----
 
 
+def _fd_links(pid: int) -> dict[str, str]:
+    """What each open fd of ``pid`` points at; an fd closed while we look is not open."""
+    links = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(FileNotFoundError):
+            links[fd] = os.readlink(f"/proc/{pid}/fd/{fd}")
+    return links
+
+
 async def test_p30_stdout_pipe_is_released_and_children_do_not_inherit_it(
     launch: Launcher, pb: SimpleNamespace
 ) -> None:
@@ -174,8 +184,7 @@ async def test_p30_stdout_pipe_is_released_and_children_do_not_inherit_it(
         child = int(await Conformance(dialed.channel, pb).command("spawn"))
     try:
         for pid in (plugin.pid, child):
-            fd_dir = f"/proc/{pid}/fd"
-            links = {fd: os.readlink(f"{fd_dir}/{fd}") for fd in os.listdir(fd_dir)}
+            links = _fd_links(pid)
             assert pipe not in links.values(), (pid, links)
         assert os.readlink(f"/proc/{child}/fd/1") == "/dev/null"
     finally:
