@@ -31,15 +31,11 @@ from .handshake import Handshake, HandshakeLine
 if TYPE_CHECKING:
     from ._wire.dial import TLSFiles
     from .calls import BidiStream, HasChannel, Metadata, ServerStream
+    from .host.attach import connect, reattach
     from .host.balanced import BalancedConnection, connect_balanced
-    from .host.core import (
-        Opening,
-        PluginConnection,
-        PluginExitedDuringCall,
-        connect,
-        launch,
-        reattach,
-    )
+    from .host.connection import PluginConnection, PluginExitedDuringCall
+    from .host.launcher import LaunchOptions, launch
+    from .host.opening import Opening
     from .host.reattach_config import ReattachConfig, parse_reattach
     from .plugin.server import serve, serve_async
     from .plugin.stdout_guard import guard_stdout
@@ -59,13 +55,14 @@ _LAZY = {
     "PluginBinding": "servicer",
     "Unimplemented": "servicer",
     "current_call": "servicer",
-    "Opening": "host.core",
-    "PluginExitedDuringCall": "host.core",
+    "Opening": "host.opening",
+    "PluginExitedDuringCall": "host.connection",
     "TLSFiles": "_wire.dial",
-    "PluginConnection": "host.core",
-    "connect": "host.core",
-    "launch": "host.core",
-    "reattach": "host.core",
+    "PluginConnection": "host.connection",
+    "connect": "host.attach",
+    "launch": "host.launcher",
+    "LaunchOptions": "host.launcher",
+    "reattach": "host.attach",
     "guard_stdout": "plugin.stdout_guard",
     "ReattachConfig": "host.reattach_config",
     "parse_reattach": "host.reattach_config",
@@ -98,6 +95,7 @@ __all__ = [
     "HandshakeError",
     "HandshakeLine",
     "HasChannel",
+    "LaunchOptions",
     "Metadata",
     "Opening",
     "PluginBinding",

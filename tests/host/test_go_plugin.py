@@ -27,7 +27,7 @@ from rpcplugin import (
     StartTimeoutError,
     VersionMismatchError,
 )
-from rpcplugin.host.core import reattach
+from rpcplugin.host.attach import reattach
 
 pytestmark = pytest.mark.go
 

@@ -40,7 +40,7 @@ from rpcplugin import (
     SecurityError,
     TransportError,
 )
-from rpcplugin.host.core import reattach
+from rpcplugin.host.attach import reattach
 
 
 def launch(argv: list[str], sock_dir: str, **kw: Any) -> rpcplugin.host.Opening:

@@ -15,7 +15,7 @@ import pytest
 from hostkit import SERVED, SERVED_HANDSHAKE, Clock, probe, probe_json
 
 import rpcplugin
-from rpcplugin.host.core import reattach
+from rpcplugin.host.attach import reattach
 
 SERVICE = "hosttest.Probe"
 

@@ -14,7 +14,7 @@ import pytest
 import rpcplugin
 from rpcplugin.errors import ConfigError, PluginError, SecurityError, TransportError
 from rpcplugin.host import retry
-from rpcplugin.host.core import reattach  # rpcplugin.reattach is shadowed by the submodule
+from rpcplugin.host.attach import reattach
 from rpcplugin.host.retry import RetryPolicy
 
 from .helpers import Echo, free_port, plain_server, say

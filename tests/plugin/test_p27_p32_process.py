@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import array
+import contextlib
 import fcntl
 import json
-import contextlib
 import os
 import signal
 import stat

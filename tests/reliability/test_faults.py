@@ -23,7 +23,7 @@ from gopeers import go_plugin_binary
 from hostkit import GO_HANDSHAKE, Snapshot, pid_running
 
 import rpcplugin
-from rpcplugin.host import core as host_module
+from rpcplugin.host import connection as host_module
 
 from .figures import Stopwatch, record, scaled
 from .kit import (

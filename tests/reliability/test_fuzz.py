@@ -36,8 +36,8 @@ from rpcplugin import hclog
 from rpcplugin.config import SETTINGS, ConnectSettings, PluginSettings
 from rpcplugin.errors import ConfigError, HandshakeError
 from rpcplugin.handshake import MAX_LINE_BYTES, HandshakeLine
-from rpcplugin.host.core import _stderr_logger
 from rpcplugin.host.reattach_config import ReattachConfig, parse_reattach
+from rpcplugin.host.sinks import stderr_logger
 
 from .figures import record, scaled, time_limit
 
@@ -388,7 +388,7 @@ def test_host_stderr_line_handler_never_raises_and_logs_every_line(raw: bytes) -
     logger.setLevel(1)
     try:
         with time_limit(LIMIT, "the host's stderr line handler"):
-            _stderr_logger(logger, "fuzz")(raw)
+            stderr_logger(logger, "fuzz")(raw)
     finally:
         logger.removeHandler(handler)
     assert len(seen) == 1 and isinstance(seen[0].getMessage(), str)

@@ -13,20 +13,20 @@ import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import grpc
 
-from .._wire.transport import Endpoint, private_dir
 from ..errors import ConfigError, SecurityError
+from .tls_plan import TLSBackendChoice, choose_backend
+from .transport import Endpoint, private_dir
 
 if TYPE_CHECKING:
     import ssl
 
-    from .._wire.mtls import CertificateAndKey
-    from .._wire.tls_relay import TLSOriginator
+    from .mtls import CertificateAndKey
+    from .tls_relay import TLSOriginator
 
-TLSBackendChoice = Literal["auto", "openssl", "grpc"]
 Interceptors = Sequence[grpc.aio.ClientInterceptor]
 
 CHANNEL_OPTIONS: tuple[tuple[str, int | str], ...] = (
@@ -85,12 +85,11 @@ async def automtls(
 
     ``relay_parent``: where the OpenSSL relay's private socket directory goes (default: the
     temp dir); a plugin dialling its host's brokered servers keeps it in its socket dir."""
-    from .._wire import mtls
+    from . import mtls
 
     peer = mtls.load_der_certificate(peer_cert_der, source="the plugin's certificate (field 6)")
     peer_pem = mtls.pem_of(peer)
-    use_grpc = _use_grpc(backend, mtls.grpc_can_verify(peer), mtls.key_description(peer))
-    if use_grpc:
+    if choose_backend(backend, peer, _refuse) == "grpc":
         credentials = grpc.ssl_channel_credentials(
             root_certificates=peer_pem,
             private_key=identity.key_pem,
@@ -121,13 +120,13 @@ async def with_files(
 ) -> Dialed:
     """A TLS channel for a direct connection, verified against ``files.ca_file``; a warning is
     logged when the CA or our certificate expires within 30 days."""
-    ca = _read(files.ca_file, "CA certificate")
-    cert = _read(files.cert_file, "client certificate") if files.cert_file else None
-    key = _read(files.key_file, "client key") if files.key_file else None
+    ca = read_file(files.ca_file, "CA certificate")
+    cert = read_file(files.cert_file, "client certificate") if files.cert_file else None
+    key = read_file(files.key_file, "client key") if files.key_file else None
     if (cert is None) != (key is None):
         raise ConfigError("TLSFiles", files, "give both cert_file and key_file, or neither")
-    from .._wire import mtls
     from ..ops.certs import warn_if_expiring
+    from . import mtls
 
     ca_cert = mtls.load_pem_certificate(ca, source=files.ca_file)
     warn_if_expiring(ca_cert, source=f"CA certificate {files.ca_file}")
@@ -135,7 +134,7 @@ async def with_files(
         own = mtls.load_pem_certificate(cert, source=str(files.cert_file))
         warn_if_expiring(own, source=f"client certificate {files.cert_file}")
     server_name = files.server_name or _host_of(endpoint)
-    if _use_grpc(backend, mtls.grpc_can_verify(ca_cert), mtls.key_description(ca_cert)):
+    if choose_backend(backend, ca_cert, _refuse) == "grpc":
         credentials = grpc.ssl_channel_credentials(
             root_certificates=ca, private_key=key, certificate_chain=cert
         )
@@ -150,13 +149,11 @@ async def with_files(
     return await _relayed(endpoint, context, server_name, interceptors)
 
 
-def _use_grpc(backend: TLSBackendChoice, verifiable: bool, key: str) -> bool:
-    if backend == "grpc" and not verifiable:
-        raise SecurityError(
-            f"grpcio's TLS cannot verify the peer's {key} key; use tls_backend='auto' or "
-            "'openssl' (Python's ssl), never an unverified connection"
-        )
-    return backend == "grpc" or (backend == "auto" and verifiable)
+def _refuse(key: str) -> SecurityError:
+    return SecurityError(
+        f"grpcio's TLS cannot verify the peer's {key} key; use tls_backend='auto' or "
+        "'openssl' (Python's ssl), never an unverified connection"
+    )
 
 
 def _secure(
@@ -178,7 +175,7 @@ async def _relayed(
     interceptors: Interceptors = (),
     parent: str | None = None,
 ) -> Dialed:
-    from .._wire.tls_relay import TLSOriginator
+    from .tls_relay import TLSOriginator
 
     directory = private_dir(parent)
     relay = TLSOriginator(context, endpoint, server_name)
@@ -193,7 +190,8 @@ async def _relayed(
     return Dialed(channel, "openssl", relay, directory)
 
 
-def _read(path: str | None, what: str) -> bytes:
+def read_file(path: str | None, what: str) -> bytes:
+    """The bytes of a TLS file, or a :class:`ConfigError` naming ``what`` and the path."""
     assert path is not None
     try:
         with open(path, "rb") as handle:

@@ -28,14 +28,14 @@ import asyncio
 import ipaddress
 import json
 from collections.abc import Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, final
 
 import grpc
 
-from .._wire.dial import CHANNEL_OPTIONS, TLSFiles, _read
+from .._wire.dial import CHANNEL_OPTIONS, TLSFiles, read_file
 from ..errors import ConfigError, SecurityError, TransportError
-from ..host.core import Opening
+from ..lifecycle import AsyncClosable
+from .opening import Opening
 
 if TYPE_CHECKING:
     from ..ops.auth import MetadataPairs
@@ -112,7 +112,7 @@ def balanced_target(addresses: Sequence[str]) -> tuple[str, str]:
 
 
 @final
-class BalancedConnection:
+class BalancedConnection(AsyncClosable):
     """One channel over several plugin servers. Generated clients take it
     (``CalculatorClient(conn)``); ``close()`` (or leaving ``async with``) closes the channel,
     never the servers."""
@@ -142,17 +142,6 @@ class BalancedConnection:
     async def close(self) -> None:
         """Close the channel (in-flight calls are cancelled)."""
         await self.channel.close(grace=None)
-
-    async def __aenter__(self) -> BalancedConnection:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def __repr__(self) -> str:
         return f"<BalancedConnection {self.name!r} {self.target} tls={self.tls}>"
@@ -218,9 +207,9 @@ def _credentials(files: TLSFiles, common_host: str) -> tuple[grpc.ChannelCredent
     from .._wire import mtls
     from ..ops.certs import warn_if_expiring
 
-    ca = _read(files.ca_file, "CA certificate")
-    cert = _read(files.cert_file, "client certificate") if files.cert_file else None
-    key = _read(files.key_file, "client key") if files.key_file else None
+    ca = read_file(files.ca_file, "CA certificate")
+    cert = read_file(files.cert_file, "client certificate") if files.cert_file else None
+    key = read_file(files.key_file, "client key") if files.key_file else None
     if (cert is None) != (key is None):
         raise ConfigError("TLSFiles", files, "give both cert_file and key_file, or neither")
     ca_cert = mtls.load_pem_certificate(ca, source=files.ca_file)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from .._wire.listeners import SERVER_OPTIONS
 from ..config import PluginSettings
 from ..errors import TransportError
 from ..handshake import negotiate_version
@@ -33,7 +34,7 @@ from ..services.health import NOT_SERVING, HealthService
 
 if TYPE_CHECKING:
     from ..ops.metrics import Metrics
-    from ..plugin.server import _Running
+    from .server import RunningServer
 
 log = logging.getLogger("rpcplugin.server")
 
@@ -42,12 +43,12 @@ async def serve(
     versions: Mapping[int, Sequence[grpc.GenericRpcHandler]],
     settings: PluginSettings,
     plugin_name: str,
-    running: _Running,
+    running: RunningServer,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     metrics: Metrics | None = None,
 ) -> int:
     """Serve on ``settings.listen`` until SIGTERM/SIGINT; returns the exit status."""
-    from ..plugin.server import EXIT_OK, GRPC_OPTIONS
+    from .server import EXIT_OK
 
     started = time.monotonic()
     assert settings.listen is not None
@@ -60,7 +61,7 @@ async def serve(
         credentials = server_credentials(
             settings.tls_cert, settings.tls_key, settings.tls_client_ca
         )
-    server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=list(interceptors) or None)
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=list(interceptors) or None)
     running.server = server
     health = HealthService()
     server.add_generic_rpc_handlers((health.handler(), *versions[version]))

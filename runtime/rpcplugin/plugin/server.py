@@ -23,13 +23,15 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn
 
 import grpc
 
 from .. import hclog
+from .._wire.listeners import SERVER_OPTIONS, Listeners, quiet_cancelled_calls
+from .._wire.tls_plan import ServerTLS, choose_backend
 from ..config import PluginSettings, parse_bool
 from ..errors import ConfigError, PluginError, SecurityError, TransportError
 from ..handshake import Handshake, HandshakeLine, negotiate_version
@@ -40,22 +42,10 @@ from ..services.health import HealthService
 from ..services.stdio import StdioBuffer, StdioService, capture
 
 if TYPE_CHECKING:
-    from .._wire.mtls import CertificateAndKey
+    from .._wire.transport import Endpoint
     from ..ops.auth import Authenticator
     from ..ops.metrics import Metrics
     from ..ops.rate_limit import RateLimit
-
-from .._wire.transport import (
-    Endpoint,
-    free_tcp_port,
-    new_unix_socket_path,
-    owner_only_umask,
-    private_dir,
-    remove_socket,
-    resolve_group,
-    share_with_group,
-    socket_dir,
-)
 
 log = logging.getLogger("rpcplugin.server")
 
@@ -69,25 +59,17 @@ EXIT_TLS = 3
 EXIT_TRANSPORT = 4
 """No listener could be created (no free port, unwritable socket directory, ...)."""
 
-GRPC_OPTIONS: tuple[tuple[str, int], ...] = (
-    ("grpc.max_send_message_length", -1),
-    ("grpc.max_receive_message_length", -1),
-    ("grpc.so_reuseport", 0),
-)
-"""Message limits as large as go-plugin hosts' (2^31-1; -1 is unlimited) (P25)."""
-
 SHUTDOWN_GRACE = 0.25
 """Seconds in-flight calls get after ``Shutdown`` before they are cancelled."""
 
 
 @dataclass
-class _Running:
-    """What a running server has open, so that every exit path can close it."""
+class RunningServer:
+    """What a running plugin server has open, so that every exit path can close it (the plugin
+    server and network mode share it)."""
 
     server: grpc.aio.Server | None = None
-    relay: object | None = None
-    sockets: list[str] = field(default_factory=list)
-    dirs: list[str] = field(default_factory=list)
+    listeners: Listeners = field(default_factory=Listeners)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     own_streams: list[Callable[[], None]] = field(default_factory=list)
     """Closers of the runtime's own long-lived streams (stdio, broker), ended before the stop."""
@@ -96,6 +78,20 @@ class _Running:
     endpoint: Endpoint | None = None
     version: int = 0
     tls: str = "off"
+
+    async def close(self) -> None:
+        """End the runtime's own streams, stop the server (a short grace for calls in flight)
+        and the broker, then remove every listener."""
+        if self.server is not None:
+            quiet_cancelled_calls()
+            for close in self.own_streams:
+                close()
+            await asyncio.sleep(0.01)  # let those streams finish before the server stops
+            stopping = [self.server.stop(SHUTDOWN_GRACE)]
+            if self.broker is not None:
+                stopping.append(self.broker.close())
+            await asyncio.gather(*stopping, return_exceptions=True)
+        await self.listeners.close()
 
 
 def serve(
@@ -194,7 +190,7 @@ async def serve_async(
         _fatal("the plugin serves no app protocol version (versions= is empty)")
         return EXIT_CONFIG
 
-    running = _Running()
+    running = RunningServer()
     try:
         from ..plugin import interceptors as server_interceptors
 
@@ -228,7 +224,7 @@ async def serve_async(
         _fatal(str(exc))
         return EXIT_CONFIG
     finally:
-        await _cleanup(running)
+        await running.close()
 
 
 async def _serve(
@@ -236,7 +232,7 @@ async def _serve(
     versions: Mapping[int, Sequence[grpc.GenericRpcHandler]],
     settings: PluginSettings,
     plugin_name: str,
-    running: _Running,
+    running: RunningServer,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     metrics: Metrics | None = None,
 ) -> int:
@@ -262,13 +258,13 @@ async def _serve(
         broker_mod.GRPCBroker(
             tls=None
             if tls is None
-            else broker_mod.BrokerTLS.from_pem(tls.identity, tls.host_pem, settings.tls_backend),
+            else broker_mod.BrokerTLS.from_pem(tls.identity, tls.peer_pem, settings.tls_backend),
             settings=settings,
         )
     )
     running.broker = broker.broker
     running.own_streams += [stdio_buffer.close, broker.close]
-    server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=list(interceptors) or None)
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=list(interceptors) or None)
     running.server = server
     health = HealthService()
     server.add_generic_rpc_handlers(
@@ -283,7 +279,7 @@ async def _serve(
     # before anything exists that SIGTERM's default action would leave behind (the socket)
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGTERM, running.stop.set)
-    running.endpoint = await _listen(server, settings, tls, running)
+    running.endpoint = await running.listeners.listen(server, settings, tls)
     running.tls = "off" if tls is None else tls.backend
     token = broker_mod.bind(broker.broker)  # current_broker() in every handler of the server
     try:
@@ -325,15 +321,8 @@ async def _serve(
     return EXIT_OK
 
 
-@dataclass(frozen=True)
-class _TLSPlan:
-    backend: str  # "grpc" or "openssl"
-    identity: CertificateAndKey
-    host_pem: bytes
-
-
-def _tls_plan(settings: PluginSettings) -> _TLSPlan | None:
-    """Decide the TLS backend for the host's certificate, or None for plaintext."""
+def _tls_plan(settings: PluginSettings) -> ServerTLS | None:
+    """The TLS of the plugin's listener for the host's certificate, or None for plaintext."""
     if settings.client_cert_pem is None:
         return None
     from .._wire import mtls
@@ -341,152 +330,16 @@ def _tls_plan(settings: PluginSettings) -> _TLSPlan | None:
     host_cert = mtls.load_pem_certificate(
         settings.client_cert_pem, source="PLUGIN_CLIENT_CERT (the host's AutoMTLS certificate)"
     )
-    backend = settings.tls_backend
-    if backend == "auto":
-        backend = "grpc" if mtls.grpc_can_verify(host_cert) else "openssl"
-    elif backend == "grpc" and not mtls.grpc_can_verify(host_cert):
-        raise ConfigError(
+    backend = choose_backend(
+        settings.tls_backend,
+        host_cert,
+        lambda key: ConfigError(
             "RPCPLUGIN_TLS_BACKEND",
             "grpc",
-            f"grpcio's TLS cannot verify the host's {mtls.key_description(host_cert)} key; "
-            "use 'auto' or 'openssl'",
-        )
-    return _TLSPlan(backend, mtls.generate_certificate(), mtls.pem_of(host_cert))
-
-
-async def _listen(
-    server: grpc.aio.Server, settings: PluginSettings, tls: _TLSPlan | None, running: _Running
-) -> Endpoint:
-    """Open the listener the handshake announces; for the OpenSSL backend gRPC itself listens
-    on a private socket behind the TLS relay."""
-    gid = resolve_group(settings.unix_socket_group) if settings.unix_socket_group else None
-    if tls is not None and tls.backend == "openssl":
-        from .._wire import mtls
-        from .._wire.tls_relay import TLSTerminator
-
-        # checked first, so that a missing or unusable directory gets its one-line message
-        inner_dir = private_dir(socket_dir(settings.unix_socket_dir))
-        running.dirs.append(inner_dir)
-        inner = os.path.join(inner_dir, "grpc.sock")
-        _add_port(server, Endpoint("unix", inner), None)
-        running.sockets.append(inner)
-        relay = TLSTerminator(mtls.server_ssl_context(tls.identity, tls.host_pem), inner)
-        running.relay = relay
-        if settings.transport == "tcp":
-            return await _bind_tcp(settings, lambda port: relay.listen_tcp("127.0.0.1", port))
-        path = new_unix_socket_path(socket_dir(settings.unix_socket_dir))
-        running.sockets.append(path)
-        endpoint = await relay.listen_unix(path)
-        if gid is not None:
-            share_with_group(path, gid)
-        return endpoint
-
-    credentials = None
-    if tls is not None:
-        from .._wire import mtls
-
-        credentials = grpc.ssl_server_credentials(
-            [(tls.identity.key_pem, tls.identity.cert_pem)],
-            root_certificates=tls.host_pem,
-            require_client_auth=True,
-        )
-    if settings.transport == "tcp":
-
-        async def bind(port: int) -> Endpoint:
-            endpoint = Endpoint("tcp", f"127.0.0.1:{port}")
-            _add_port(server, endpoint, credentials)
-            return endpoint
-
-        return await _bind_tcp(settings, bind)
-    path = new_unix_socket_path(socket_dir(settings.unix_socket_dir))
-    endpoint = Endpoint("unix", path)
-    _add_port(server, endpoint, credentials)
-    running.sockets.append(path)
-    if gid is not None:
-        share_with_group(path, gid)
-    return endpoint
-
-
-async def _bind_tcp(
-    settings: PluginSettings, bind: Callable[[int], Awaitable[Endpoint]]
-) -> Endpoint:
-    """Listen on the first port of the host's range that really binds, ascending (P13).
-
-    A port is probed free, then bound; when another process takes it in between (plugins
-    launched together race for the same first free port), the search goes on from the next
-    port instead of failing. Without a range the OS picks a port, retried a few times.
-    """
-    low, high = settings.min_port, settings.max_port
-    lost = "no port could be bound"
-    for _ in range(5 if low is None else (high or 0) - low + 1):
-        port = free_tcp_port(low, high)
-        try:
-            return await bind(port)
-        except TransportError as exc:
-            lost = str(exc)
-            if low is not None:
-                low = port + 1
-                if high is not None and low > high:
-                    break
-    raise TransportError(
-        f"{lost}; no other free TCP port between PLUGIN_MIN_PORT={settings.min_port} and "
-        f"PLUGIN_MAX_PORT={settings.max_port}"
+            f"grpcio's TLS cannot verify the host's {key} key; use 'auto' or 'openssl'",
+        ),
     )
-
-
-def _add_port(
-    server: grpc.aio.Server, endpoint: Endpoint, credentials: grpc.ServerCredentials | None
-) -> None:
-    try:
-        with owner_only_umask():
-            if credentials is None:
-                bound = server.add_insecure_port(endpoint.grpc_target)
-            else:
-                bound = server.add_secure_port(endpoint.grpc_target, credentials)
-    except RuntimeError as exc:
-        raise TransportError(f"cannot listen on {endpoint}: {exc}") from None
-    if bound == 0:
-        raise TransportError(f"cannot listen on {endpoint}")
-
-
-class _QuietCancelledCalls(logging.Filter):
-    """Drop grpcio's report of each in-flight call it cancels when the server stops.
-
-    grpcio logs those at ERROR with a ``CancelledError`` traceback ("Exception not handled by
-    _handle_exceptions in servicer method ..."); after ``Shutdown`` that is the expected end of
-    every open call (the host's StreamStdio and StartStream streams at least), not an error.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if not message.startswith("Exception not handled by _handle_exceptions"):
-            return True
-        exc = record.exc_info[1] if record.exc_info else None
-        return not (
-            isinstance(exc, asyncio.CancelledError) or message.rstrip().endswith("CancelledError")
-        )
-
-
-async def _cleanup(running: _Running) -> None:
-    if running.server is not None:
-        logging.getLogger("grpc._cython.cygrpc").addFilter(_QuietCancelledCalls())
-        for close in running.own_streams:
-            close()
-        await asyncio.sleep(0.01)  # let those streams finish before the server stops
-        stopping = [running.server.stop(SHUTDOWN_GRACE)]
-        if running.broker is not None:
-            stopping.append(running.broker.close())
-        await asyncio.gather(*stopping, return_exceptions=True)
-    if running.relay is not None:
-        from .._wire.tls_relay import TLSTerminator
-
-        assert isinstance(running.relay, TLSTerminator)
-        await running.relay.close()
-    for path in running.sockets:
-        remove_socket(path)
-    for directory in running.dirs:
-        with contextlib.suppress(OSError):
-            os.rmdir(directory)
+    return ServerTLS(backend, mtls.generate_certificate(), mtls.pem_of(host_cert))
 
 
 def _cookie_problem(handshake: Handshake, env: Mapping[str, str]) -> str | None:

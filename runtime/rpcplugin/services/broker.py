@@ -35,20 +35,22 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Final, Generic, TypeVar, final
 
 import grpc
 
 from .._wire.transport import Endpoint
 from ..config import PluginSettings
 from ..errors import PluginError
+from ..lifecycle import AsyncClosable
 from ..protos import grpc_broker_pb2 as pb
 
 if TYPE_CHECKING:
-    from .._wire.dial import Dialed, TLSBackendChoice
+    from .._wire.dial import Dialed
+    from .._wire.listeners import Listeners
     from .._wire.mtls import CertificateAndKey
+    from .._wire.tls_plan import ServerTLS, TLSBackendChoice
     from ..calls import ChannelLike
-    from ..plugin.server import _Running
     from ..servicer import Service
 
 __all__ = [
@@ -69,6 +71,8 @@ log = logging.getLogger("rpcplugin.broker")
 SERVICE_NAME = "plugin.GRPCBroker"
 DIAL_TIMEOUT: Final = 5.0
 """Seconds :meth:`GRPCBroker.dial` waits for the peer's ``ConnInfo`` (go-plugin's value)."""
+BROKERED_GRACE: Final = 0.25
+"""Seconds calls in flight on a brokered server get when it stops (as the plugin server's)."""
 UNCLAIMED_TTL: Final = 5.0
 """Seconds a ``ConnInfo`` nobody dialled is kept (go-plugin's value)."""
 MAX_ID: Final = 0xFFFFFFFF
@@ -143,12 +147,18 @@ class _Pending:
 
 
 @final
-class BrokeredServer:
+class BrokeredServer(AsyncClosable):
     """A gRPC server :meth:`GRPCBroker.accept` started for one ID. ``close()`` (or leaving
     ``async with``) stops it and removes its listener; closing the broker closes it too."""
 
     def __init__(
-        self, broker: GRPCBroker, id: int, endpoint: Endpoint, tls: str, running: _Running
+        self,
+        broker: GRPCBroker,
+        id: int,
+        endpoint: Endpoint,
+        tls: str,
+        server: grpc.aio.Server,
+        listeners: Listeners,
     ) -> None:
         self.id: Final = id
         """The ID the peer dials."""
@@ -157,7 +167,8 @@ class BrokeredServer:
         self.tls: Final = tls
         """``"off"``, ``"grpc"`` or ``"openssl"`` (the relay, for peers with P-521 keys)."""
         self._broker = broker
-        self._running = running
+        self._server = server
+        self._listeners = listeners
         self._closed = False
 
     async def close(self) -> None:
@@ -166,27 +177,14 @@ class BrokeredServer:
             return
         self._closed = True
         self._broker._servers.discard(self)
-        from ..plugin.server import _cleanup
-
-        await _cleanup(self._running)
-
-    async def __aenter__(self) -> BrokeredServer:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
+        await _stop(self._server, self._listeners)
 
     def __repr__(self) -> str:
         return f"<BrokeredServer id={self.id} {self.endpoint} tls={self.tls}>"
 
 
 @final
-class BrokerConnection:
+class BrokerConnection(AsyncClosable):
     """A connection :meth:`GRPCBroker.dial` opened: generated clients take it like a plugin
     connection (``SecretsClient(conn)``). ``close()`` (or leaving ``async with``) closes it."""
 
@@ -219,17 +217,6 @@ class BrokerConnection:
         self._closed = True
         self._broker._connections.discard(self)
         await self._dialed.close()
-
-    async def __aenter__(self) -> BrokerConnection:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def __repr__(self) -> str:
         return f"<BrokerConnection id={self.id} {self.endpoint} tls={self.tls}>"
@@ -293,21 +280,21 @@ class GRPCBroker:
         _check_id(id)
         if any(s.id == id for s in self._servers):
             raise BrokerError(f"broker id {id} is already being served on this side")
-        from ..plugin.server import GRPC_OPTIONS, _cleanup, _listen, _Running
+        from .._wire.listeners import SERVER_OPTIONS, Listeners
 
-        server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=list(interceptors) or None)
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=list(interceptors) or None)
         server.add_generic_rpc_handlers(handlers)
-        running = _Running(server=server)
+        listeners = Listeners()
         try:
-            endpoint = await _listen(server, self._settings, self._server_plan(), running)
+            endpoint = await listeners.listen(server, self._settings, self._server_plan())
             context = contextvars.copy_context()
             context.run(_current.set, self)  # current_broker() in this server's handlers
             await asyncio.get_running_loop().create_task(server.start(), context=context)
         except BaseException:
-            await _cleanup(running)
+            await _stop(server, listeners)
             raise
-        tls = "off" if self._tls is None else ("openssl" if running.relay is not None else "grpc")
-        served = BrokeredServer(self, id, endpoint, tls, running)
+        tls = "off" if self._tls is None else listeners.backend
+        served = BrokeredServer(self, id, endpoint, tls, server, listeners)
         self._servers.add(served)
         self._outgoing.put_nowait(
             pb.ConnInfo(service_id=id, network=endpoint.network, address=endpoint.address)
@@ -315,25 +302,22 @@ class GRPCBroker:
         log.debug("brokered server %d listening on %s (tls %s)", id, endpoint, tls)
         return served
 
-    def _server_plan(self) -> Any:
+    def _server_plan(self) -> ServerTLS | None:
         if self._tls is None:
             return None
         from .._wire import mtls
-        from ..plugin.server import _TLSPlan
+        from .._wire.tls_plan import ServerTLS, choose_backend
 
         peer = mtls.load_der_certificate(self._tls.peer_der, source="the peer's certificate")
-        verifiable = mtls.grpc_can_verify(peer)
-        if self._tls.backend == "grpc" and not verifiable:
-            raise BrokerError(
-                f"grpcio's TLS cannot verify the peer's {mtls.key_description(peer)} key; use "
-                "the 'auto' or 'openssl' TLS backend"
-            )
-        backend = (
-            "grpc"
-            if self._tls.backend == "grpc" or (self._tls.backend == "auto" and verifiable)
-            else "openssl"
+        backend = choose_backend(
+            self._tls.backend,
+            peer,
+            lambda key: BrokerError(
+                f"grpcio's TLS cannot verify the peer's {key} key; use the 'auto' or 'openssl' "
+                "TLS backend"
+            ),
         )
-        return _TLSPlan(backend, self._tls.identity, mtls.pem_of(peer))
+        return ServerTLS(backend, self._tls.identity, mtls.pem_of(peer))
 
     # -- dialling ------------------------------------------------------------------------
     async def dial(self, id: int, *, timeout: float = DIAL_TIMEOUT) -> BrokerConnection:
@@ -643,3 +627,12 @@ class CallbackClient(Generic[ClientT]):
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
+
+
+async def _stop(server: grpc.aio.Server, listeners: Listeners) -> None:
+    """Stop a brokered server (a short grace for calls in flight), then remove its listener."""
+    from .._wire.listeners import quiet_cancelled_calls
+
+    quiet_cancelled_calls()
+    await asyncio.gather(server.stop(BROKERED_GRACE), return_exceptions=True)
+    await listeners.close()
