@@ -125,14 +125,13 @@ async def with_files(
     key = read_file(files.key_file, "client key") if files.key_file else None
     if (cert is None) != (key is None):
         raise ConfigError("TLSFiles", files, "give both cert_file and key_file, or neither")
-    from ..ops.certs import warn_if_expiring
     from . import mtls
 
     ca_cert = mtls.load_pem_certificate(ca, source=files.ca_file)
-    warn_if_expiring(ca_cert, source=f"CA certificate {files.ca_file}")
+    mtls.warn_if_expiring(ca_cert, source=f"CA certificate {files.ca_file}")
     if cert is not None:
         own = mtls.load_pem_certificate(cert, source=str(files.cert_file))
-        warn_if_expiring(own, source=f"client certificate {files.cert_file}")
+        mtls.warn_if_expiring(own, source=f"client certificate {files.cert_file}")
     server_name = files.server_name or _host_of(endpoint)
     if choose_backend(backend, ca_cert, _refuse) == "grpc":
         credentials = grpc.ssl_channel_credentials(

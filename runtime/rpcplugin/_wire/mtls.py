@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import logging
 import os
 import sys
 import tempfile
@@ -29,6 +30,52 @@ if TYPE_CHECKING:
     import ssl
 
     from cryptography import x509
+
+log = logging.getLogger("rpcplugin.certs")
+
+EXPIRY_WARNING_DAYS = 30
+"""Certificates with fewer days left than this are warned about when loaded."""
+
+
+def warn_if_expiring(
+    cert: x509.Certificate,
+    *,
+    source: str,
+    days: int = EXPIRY_WARNING_DAYS,
+    now: datetime.datetime | None = None,
+) -> bool:
+    """Log a warning if ``cert`` expires within ``days`` days (an error if it has expired or is
+    not valid yet); True when something was logged."""
+    moment = now or datetime.datetime.now(datetime.UTC)
+    left = cert.not_valid_after_utc - moment
+    subject = cert.subject.rfc4514_string() or "(no subject)"
+    if left.total_seconds() <= 0:
+        log.error(
+            "%s (%s) expired on %s: TLS connections with it will fail",
+            source,
+            subject,
+            cert.not_valid_after_utc.isoformat(),
+        )
+        return True
+    if cert.not_valid_before_utc > moment:
+        log.error(
+            "%s (%s) is not valid before %s: check this machine's clock",
+            source,
+            subject,
+            cert.not_valid_before_utc.isoformat(),
+        )
+        return True
+    if left < datetime.timedelta(days=days):
+        log.warning(
+            "%s (%s) expires in %.1f days, on %s: renew it (rpcplugin-certs)",
+            source,
+            subject,
+            left.total_seconds() / 86400,
+            cert.not_valid_after_utc.isoformat(),
+        )
+        return True
+    return False
+
 
 VALIDITY = datetime.timedelta(hours=262_980)
 BACKDATE = datetime.timedelta(seconds=30)

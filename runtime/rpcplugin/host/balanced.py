@@ -205,7 +205,6 @@ def connect_balanced(
 
 def _credentials(files: TLSFiles, common_host: str) -> tuple[grpc.ChannelCredentials, str]:
     from .._wire import mtls
-    from ..ops.certs import warn_if_expiring
 
     ca = read_file(files.ca_file, "CA certificate")
     cert = read_file(files.cert_file, "client certificate") if files.cert_file else None
@@ -213,7 +212,7 @@ def _credentials(files: TLSFiles, common_host: str) -> tuple[grpc.ChannelCredent
     if (cert is None) != (key is None):
         raise ConfigError("TLSFiles", files, "give both cert_file and key_file, or neither")
     ca_cert = mtls.load_pem_certificate(ca, source=files.ca_file)
-    warn_if_expiring(ca_cert, source=f"CA certificate {files.ca_file}")
+    mtls.warn_if_expiring(ca_cert, source=f"CA certificate {files.ca_file}")
     if not mtls.grpc_can_verify(ca_cert):
         raise SecurityError(
             f"grpcio's TLS cannot verify certificates signed with the CA's "
@@ -222,7 +221,7 @@ def _credentials(files: TLSFiles, common_host: str) -> tuple[grpc.ChannelCredent
         )
     if cert is not None:
         own = mtls.load_pem_certificate(cert, source=str(files.cert_file))
-        warn_if_expiring(own, source=f"client certificate {files.cert_file}")
+        mtls.warn_if_expiring(own, source=f"client certificate {files.cert_file}")
     server_name = files.server_name or common_host
     if not server_name:
         raise ConfigError(

@@ -172,8 +172,9 @@ async def start_plugin(argv: Sequence[str], options: LaunchOptions) -> PluginCon
     process.private_dirs.append(socket_dir)
     endpoint: Endpoint | None = None
     try:
-        line = await _read_handshake(process, name, options, identity)
-        endpoint = Endpoint(line.network, line.address)
+        raw, line = await _read_handshake(process, options)
+        endpoint = Endpoint(line.network, line.address)  # known now: removed if we refuse it
+        _check_handshake(raw, line, name, identity)
         chain = client_interceptors.build(name, metadata=options.metadata, metrics=options.metrics)
         if identity is not None:
             assert line.server_cert_der is not None
@@ -234,12 +235,9 @@ def _child_environment(
 
 
 async def _read_handshake(
-    process: PluginProcess,
-    name: str,
-    options: LaunchOptions,
-    identity: CertificateAndKey | None,
-) -> HandshakeLine:
-    """The plugin's first stdout line, validated as go-plugin validates it."""
+    process: PluginProcess, options: LaunchOptions
+) -> tuple[bytes, HandshakeLine]:
+    """The plugin's first stdout line, parsed and validated as go-plugin validates it."""
     raw = await process.first_line(options.start_timeout)
     try:
         if len(raw) >= MAX_LINE_BYTES:
@@ -252,6 +250,13 @@ async def _read_handshake(
         line = HandshakeLine.parse(raw, host_versions=options.versions)
     except HandshakeError as exc:
         raise type(exc)(_with_tail(str(exc), process), exc.line) from None
+    return raw, line
+
+
+def _check_handshake(
+    raw: bytes, line: HandshakeLine, name: str, identity: CertificateAndKey | None
+) -> None:
+    """Refuse a handshake that does not match what this host asked for."""
     if line.server_cert_der is not None and identity is None:
         raise SecurityError(
             f"plugin {name!r} announced a TLS certificate, but this host did not ask for "
@@ -267,7 +272,6 @@ async def _read_handshake(
             f"plugin {name!r} wants a multiplexed broker, which this host did not ask for",
             raw.decode("utf-8", "replace"),
         )
-    return line
 
 
 async def _ping_or_exit(connection: PluginConnection, process: PluginProcess) -> None:

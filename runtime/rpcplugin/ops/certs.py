@@ -33,6 +33,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
+from .._wire.mtls import EXPIRY_WARNING_DAYS as EXPIRY_WARNING_DAYS
+from .._wire.mtls import warn_if_expiring as warn_if_expiring
 from ..errors import ConfigError, SecurityError
 
 if TYPE_CHECKING:
@@ -42,7 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rpcplugin.certs")
 
-EXPIRY_WARNING_DAYS = 30
 """A loaded certificate with fewer days left than this is logged as a warning."""
 CA_DAYS = 3650
 LEAF_DAYS = 365
@@ -285,46 +286,6 @@ def load_certificate(
     cert = mtls.load_pem_certificate(read_pem(value, what=what), source=source)
     warn_if_expiring(cert, source=source, days=warn_days)
     return cert
-
-
-def warn_if_expiring(
-    cert: x509.Certificate,
-    *,
-    source: str,
-    days: int = EXPIRY_WARNING_DAYS,
-    now: datetime.datetime | None = None,
-) -> bool:
-    """Log a warning if ``cert`` expires within ``days`` days (an error if it has expired or is
-    not valid yet); True when something was logged."""
-    moment = now or datetime.datetime.now(datetime.UTC)
-    left = cert.not_valid_after_utc - moment
-    subject = cert.subject.rfc4514_string() or "(no subject)"
-    if left.total_seconds() <= 0:
-        log.error(
-            "%s (%s) expired on %s: TLS connections with it will fail",
-            source,
-            subject,
-            cert.not_valid_after_utc.isoformat(),
-        )
-        return True
-    if cert.not_valid_before_utc > moment:
-        log.error(
-            "%s (%s) is not valid before %s: check this machine's clock",
-            source,
-            subject,
-            cert.not_valid_before_utc.isoformat(),
-        )
-        return True
-    if left < datetime.timedelta(days=days):
-        log.warning(
-            "%s (%s) expires in %.1f days, on %s: renew it (rpcplugin-certs)",
-            source,
-            subject,
-            left.total_seconds() / 86400,
-            cert.not_valid_after_utc.isoformat(),
-        )
-        return True
-    return False
 
 
 def curve_of(cert: x509.Certificate) -> str | None:

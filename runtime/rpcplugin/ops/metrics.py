@@ -42,82 +42,29 @@ from collections.abc import (
     MutableMapping,
 )
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import grpc
 
 from ..errors import ConfigError
-from ..ops.interception import (
+from .interception import (
     behaviour_of,
     client_interceptors_for,
     rebuild,
     split_method,
     wrap_behaviour,
 )
+from .metrics_api import NO_METRICS as NO_METRICS
+from .metrics_api import CallRecord as CallRecord
+from .metrics_api import Metrics as Metrics
+from .metrics_api import Side as Side
 
 log = logging.getLogger("rpcplugin.metrics")
-
-Side = Literal["client", "server"]
-"""``client``: measured by the caller (the host); ``server``: by the plugin serving the call."""
 
 LATENCY_BUCKETS_MS: tuple[float, ...] = (
     0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000,
 )  # fmt: skip
 """Upper bounds (ms) of :class:`InMemoryMetrics`' latency histogram; the last bucket is +inf."""
-
-
-@dataclass(slots=True)
-class CallRecord:
-    """One call, as the interceptors saw it. Filled in while the call runs."""
-
-    side: Side
-    service: str
-    method: str
-    plugin: str = ""
-    code: grpc.StatusCode = grpc.StatusCode.OK
-    seconds: float = 0.0
-    bytes_in: int = 0
-    """Bytes this side received (requests on the server, responses on the client)."""
-    bytes_out: int = 0
-    """Bytes this side sent."""
-
-    @property
-    def full_method(self) -> str:
-        """``pkg.Service/Method``."""
-        return f"{self.service}/{self.method}"
-
-
-class Metrics:
-    """The metrics interface, and the no-op default. Subclass it and override what you need.
-
-    Implementations must be cheap and must not raise (an exception is logged and ignored).
-    """
-
-    enabled: bool = False
-    """Whether calls are recorded at all: the runtime installs no interceptor when False.
-    Every subclass is enabled unless it says otherwise."""
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "enabled" not in cls.__dict__:
-            cls.enabled = True
-
-    def call_started(self, call: CallRecord, headers: MutableMapping[str, str]) -> object:
-        """A call begins. ``headers``: on the client, metadata to add to the call (e.g. trace
-        context); on the server, the call's text metadata. Returns a state for
-        :meth:`call_finished` (a span, say)."""
-        return None
-
-    def call_finished(self, call: CallRecord, state: object) -> None:
-        """A call ended: ``call`` has its code, duration and byte counts."""
-
-    def plugin_started(self, plugin: str, seconds: float, *, side: Side) -> None:
-        """A plugin is up: ``side="client"`` from the host (exec to healthy), ``"server"`` from
-        the plugin itself (``serve()`` to listening)."""
-
-
-NO_METRICS = Metrics()
-"""The shared no-op instance."""
 
 
 @dataclass(slots=True)
@@ -199,7 +146,7 @@ def auto() -> Metrics:
     if not otel_available():
         return NO_METRICS
     try:
-        from ..ops.metrics_otel import OpenTelemetryMetrics
+        from .metrics_otel import OpenTelemetryMetrics
     except ImportError:
         return NO_METRICS
     return OpenTelemetryMetrics()
@@ -219,7 +166,7 @@ def from_setting(value: str) -> Metrics:
                 "opentelemetry is not installed (pip install 'rpcplugin-gen[otel]'); "
                 "use 'auto' or 'off'",
             )
-        from ..ops.metrics_otel import OpenTelemetryMetrics
+        from .metrics_otel import OpenTelemetryMetrics
 
         return OpenTelemetryMetrics()
     raise ConfigError("RPCPLUGIN_METRICS", value, "one of off, auto, otel")

@@ -37,7 +37,7 @@ from opentelemetry import metrics as otel_metrics
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from ..ops.metrics import CallRecord, Metrics, Side
+from .metrics_api import CallRecord, Metrics, Side
 
 INSTRUMENTATION = "rpcplugin"
 

@@ -34,7 +34,7 @@ from ..services.health import NOT_SERVING, HealthService
 
 if TYPE_CHECKING:
     from ..ops.metrics import Metrics
-    from .server import RunningServer
+    from .running import RunningServer
 
 log = logging.getLogger("rpcplugin.server")
 
@@ -48,7 +48,7 @@ async def serve(
     metrics: Metrics | None = None,
 ) -> int:
     """Serve on ``settings.listen`` until SIGTERM/SIGINT; returns the exit status."""
-    from .server import EXIT_OK
+    from .running import EXIT_OK
 
     started = time.monotonic()
     assert settings.listen is not None

@@ -1,0 +1,58 @@
+"""What a running plugin server holds, and the exit statuses ``serve()`` ends with; shared by
+the go-plugin start-up (:mod:`.server`) and network mode (:mod:`.network_mode`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import grpc
+
+from .._wire.listeners import Listeners, quiet_cancelled_calls
+from .._wire.transport import Endpoint
+from ..services import broker as broker_mod
+
+EXIT_OK = 0
+EXIT_COOKIE = 1
+"""Not launched by a host with the right magic cookie (P01), or a plugin without a cookie."""
+EXIT_CONFIG = 2
+"""A setting was invalid; the message names it."""
+EXIT_TLS = 3
+"""``PLUGIN_CLIENT_CERT`` could not be used (P19)."""
+EXIT_TRANSPORT = 4
+"""No listener could be created (no free port, unwritable socket directory, ...)."""
+
+SHUTDOWN_GRACE = 0.25
+"""Seconds in-flight calls get after ``Shutdown`` before they are cancelled."""
+
+
+@dataclass
+class RunningServer:
+    """What a running plugin server has open, so that every exit path can close it (the plugin
+    server and network mode share it)."""
+
+    server: grpc.aio.Server | None = None
+    listeners: Listeners = field(default_factory=Listeners)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    own_streams: list[Callable[[], None]] = field(default_factory=list)
+    """Closers of the runtime's own long-lived streams (stdio, broker), ended before the stop."""
+    broker: broker_mod.GRPCBroker | None = None
+    """Its brokered servers and connections are closed together with the server."""
+    endpoint: Endpoint | None = None
+    version: int = 0
+    tls: str = "off"
+
+    async def close(self) -> None:
+        """End the runtime's own streams, stop the server (a short grace for calls in flight)
+        and the broker, then remove every listener."""
+        if self.server is not None:
+            quiet_cancelled_calls()
+            for close in self.own_streams:
+                close()
+            await asyncio.sleep(0.01)  # let those streams finish before the server stops
+            stopping = [self.server.stop(SHUTDOWN_GRACE)]
+            if self.broker is not None:
+                stopping.append(self.broker.close())
+            await asyncio.gather(*stopping, return_exceptions=True)
+        await self.listeners.close()
