@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import datetime
 import hashlib
-import inspect
 import json
 import os
 import subprocess
@@ -150,7 +149,7 @@ async def test_h02_h03_refused_lines(unchecked_sock_dir: str, case: str) -> None
 
 
 def test_h02_default_start_timeout_is_60_s() -> None:
-    assert inspect.signature(rpcplugin.launch).parameters["start_timeout"].default == 60.0
+    assert rpcplugin.LaunchOptions.__dataclass_fields__["start_timeout"].default == 60.0
 
 
 # -- H04: AutoMTLS ------------------------------------------------------------------------

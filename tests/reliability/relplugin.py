@@ -147,7 +147,7 @@ def watch_modes() -> None:
 
 
 def steal_port() -> None:
-    from rpcplugin.plugin import server as server_module
+    from rpcplugin._wire import listeners as server_module
 
     real: Callable[..., int] = getattr(server_module, "free_tcp_port")  # noqa: B009
     competitors: list[socket.socket] = []
