@@ -41,6 +41,7 @@ from .errors import (
     TransportError,
 )
 from .handshake import MAX_LINE_BYTES, Handshake, HandshakeLine
+from .plugin_name import from_argv as plugin_name_from_argv
 from .plugin_process import PluginProcess
 from .protos import grpc_stdio_pb2
 from .reattach_config import ReattachConfig, parse_reattach
@@ -391,7 +392,7 @@ def launch(
         raise ConfigError("cmd", cmd, "a non-empty argv")
     if not versions:
         raise ConfigError("versions", versions, "at least one app protocol version")
-    plugin_name = name or os.path.basename(argv[0])
+    plugin_name = name or plugin_name_from_argv(argv)
 
     async def opener() -> PluginConnection:
         return await _launch(

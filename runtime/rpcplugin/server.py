@@ -36,6 +36,7 @@ from .controller import ControllerService
 from .errors import ConfigError, PluginError, SecurityError, TransportError
 from .handshake import Handshake, HandshakeLine, negotiate_version
 from .health import HealthService
+from .plugin_name import of_this_process as plugin_name_of_this_process
 from .stdio import StdioBuffer, StdioService, capture
 
 if TYPE_CHECKING:
@@ -176,7 +177,7 @@ async def serve_async(
 ) -> int:
     """The body of :func:`serve` in an existing event loop; returns the exit status."""
     env = os.environ if env is None else env
-    plugin_name = name or os.path.basename(sys.argv[0] or "plugin")
+    plugin_name = name or plugin_name_of_this_process()
     try:
         settings = PluginSettings.from_env(env)
     except ConfigError as exc:
