@@ -29,7 +29,7 @@ from typing import IO, TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 import grpc
 
-from . import client_interceptors, controller, dial, hclog, health
+from . import client_interceptors, controller, cookie_refusal, dial, hclog, health
 from .broker import HostBroker
 from .dial import TLSBackendChoice, TLSFiles
 from .errors import (
@@ -494,7 +494,10 @@ async def _launch(
     process.private_dirs.append(private_socket_dir)
     endpoint: Endpoint | None = None
     try:
-        raw = await process.first_line(start_timeout)
+        try:
+            raw = await process.first_line(start_timeout)
+        except PluginExitedError as exc:
+            raise cookie_refusal.explain(exc, name, handshake.cookie_key) from None
         try:
             if len(raw) >= MAX_LINE_BYTES:
                 # the line splitter hands over 64 KiB pieces of longer lines: never parse a piece
