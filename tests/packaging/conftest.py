@@ -25,11 +25,25 @@ CONFORMANCE = REPO / "tests" / "protos"
 COOKIE = ("RPCPLUGIN_CONFORMANCE", "conformance-v1")  # gohost's default
 GENERATOR_ONLY = ("grpcio-tools", "mypy-protobuf", "jinja2", "click")
 
-ECHO_STUB = "        return await super().echo(request)  # TODO: implement\n"
-ECHO = (
-    "        return conformance_pb2.EchoReply(text=request.text, payload=request.payload, "
-    "version=1)\n"
-)
+SERVICER = '''\
+"""The conformance plugin's implementation: Echo; every other RPC answers UNIMPLEMENTED."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+from . import plugin
+from .conformance.v1 import conformance_pb2, conformance_rpc
+
+
+class Conformance(conformance_rpc.ConformanceServicer):
+    async def echo(self, request: conformance_pb2.EchoRequest, /) -> conformance_pb2.EchoReply:
+        return conformance_pb2.EchoReply(text=request.text, payload=request.payload, version=1)
+
+
+def main() -> NoReturn:
+    plugin.serve(conformance=Conformance())
+'''
 
 
 def run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -91,17 +105,16 @@ def runtime_venv(wheels: Wheels, tmp_path_factory: pytest.TempPathFactory) -> Ru
 
 @pytest.fixture(scope="session")
 def conformance_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``<tmp>/conformance_plugin``: conformance.v1 generated with gohost's cookie, Echo filled
-    in (the other RPCs answer UNIMPLEMENTED)."""
+    """``<tmp>/conformance_plugin``: conformance.v1 generated with gohost's cookie around the
+    user's servicer (Echo; the other RPCs answer UNIMPLEMENTED)."""
     out = tmp_path_factory.mktemp("generated") / "conformance_plugin"
+    out.mkdir()
+    (out / "servicer.py").write_text(SERVICER)  # the user's, written first: generation keeps it
     args = ["-I", str(CONFORMANCE), str(CONFORMANCE / "conformance/v1/conformance.proto")]
     args += ["-o", str(out), "--cookie-key", COOKIE[0], "--cookie-value", COOKIE[1], "-q"]
     result = CliRunner().invoke(cli.main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
-    servicer = out / "servicer.py"
-    text = servicer.read_text()
-    assert ECHO_STUB in text
-    servicer.write_text(text.replace(ECHO_STUB, ECHO))
+    assert (out / "servicer.py").read_text() == SERVICER
     return out
 
 

@@ -25,7 +25,7 @@ from .conftest import REPO, RuntimeVenv, run
 
 EXAMPLES = {
     # example dir: (package, proto, the user's files beside the package)
-    "calculator": ("calculator", "calculator.proto", ["host.py"]),
+    "calculator": ("calculator", "calculator.proto", ["host.py", "quickstart.py"]),
     "callback": ("deploy", "deploy.proto", ["host.py"]),
     "scale-out": ("worker", "worker.proto", ["run.py"]),
 }
