@@ -24,6 +24,7 @@ from google.protobuf.compiler import plugin_pb2
 from . import __version__, codegen, compiler, output, project_settings, scaffold
 from .errors import GenerationError
 from .plugin_settings import Overrides
+from .servicer_placement import place
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,8 @@ class Options:
     quiet: bool = False
     host: str | None = None
     """A host preset's name: the generated versions must be ones that host speaks."""
+    servicer_file: str | None = None
+    """The user's servicer outside OUT (``None``: ``OUT/servicer.py``)."""
 
 
 def run(options: Options) -> int:
@@ -57,7 +60,10 @@ def run(options: Options) -> int:
         file_to_generate=[f.name for f in compiled.descriptors.file if compiler.is_local(f.name)],
         proto_file=compiled.descriptors.file,
     )
-    generated = codegen.generate(request, compiled.python, options.overrides, locate=locate)
+    placement = place(options.out, options.servicer_file, scaffold.FILE_NAME)
+    generated = codegen.generate(
+        request, compiled.python, options.overrides, locate=locate, servicer_module=placement.module
+    )
     if options.host is not None and generated.package is not None:
         speaks = project_settings.preset(options.host).versions
         wrong = [v for v in generated.package.versions if v not in speaks]
@@ -69,23 +75,31 @@ def run(options: Options) -> int:
             )
     change = output.plan(options.out, generated.files, force=options.force)
 
-    servicer_path = options.out / scaffold.FILE_NAME
+    servicer_path = placement.path
+    inside = not placement.prefix
+    servicer_write: str | None = None  # new content of a servicer outside OUT
     drift = scaffold.Drift()
     added: list[str] = []
     if generated.package is not None:
         if servicer_path.exists():
-            source = servicer_path.read_text(encoding="utf-8")
+            source = placement.from_user(servicer_path.read_text(encoding="utf-8"))
             drift = scaffold.drift(source, generated.package)
             if options.add_stubs and drift:
                 updated, added = scaffold.append_stubs(source, generated.package)
                 if added:
-                    change.write.append(
-                        codegen.OutputFile(scaffold.FILE_NAME, updated, "create-only")
-                    )
+                    if inside:
+                        change.write.append(
+                            codegen.OutputFile(scaffold.FILE_NAME, updated, "create-only")
+                        )
+                    else:
+                        servicer_write = placement.to_user(updated)
                     drift = scaffold.drift(updated, generated.package)
         elif options.servicer:
             content = scaffold.render(generated.package)
-            change.write.append(codegen.OutputFile(scaffold.FILE_NAME, content, "create-only"))
+            if inside:
+                change.write.append(codegen.OutputFile(scaffold.FILE_NAME, content, "create-only"))
+            else:
+                servicer_write = placement.to_user(content)
             added.append(f"{servicer_path} (new; yours to edit)")
 
     def say(text: str) -> None:
@@ -94,6 +108,8 @@ def run(options: Options) -> int:
 
     if options.check:
         problems = [f"{options.out / f.path}: missing or out of date" for f in change.write]
+        if servicer_write is not None:
+            problems.append(f"{servicer_path}: missing or out of date")
         problems += [f"{options.out / p}: stale (no proto generates it)" for p in change.delete]
         problems += change.blocked
         problems += [f"{servicer_path}: {finding}" for finding in drift.findings]
@@ -107,6 +123,12 @@ def run(options: Options) -> int:
 
     output.apply(change)
     written = [f.path for f in change.write]
+    if servicer_write is not None:
+        try:
+            servicer_path.write_text(servicer_write, encoding="utf-8")
+        except OSError as exc:
+            raise GenerationError(f"cannot write {servicer_path}: {exc.strerror or exc}") from exc
+        written.append(str(servicer_path))
     say(
         f"rpcplugin-gen: {options.out}: {len(written)} written, {len(change.delete)} removed, "
         f"{change.unchanged} unchanged"
@@ -197,6 +219,12 @@ class _Command(click.Command):
     show_default=True,
     help="Write OUT/servicer.py, the skeleton you edit, if it does not exist.",
 )
+@click.option(
+    "--servicer-file",
+    type=click.Path(dir_okay=False),
+    help="Your servicer's file, if not OUT/servicer.py: in a package containing OUT "
+    "(e.g. myplugin/servicer.py with -o myplugin/gen), so OUT can stay out of version control.",
+)
 @click.option("--add-stubs", is_flag=True, help="Append stubs for new RPCs to servicer.py.")
 @click.option(
     "--check", is_flag=True, help="Write nothing; exit 1 if output is stale or servicer.py drifted."
@@ -214,6 +242,7 @@ def main(
     name: str | None,
     host: str | None,
     servicer: bool,
+    servicer_file: str | None,
     add_stubs: bool,
     check: bool,
     force: bool,
@@ -245,6 +274,7 @@ def main(
         force=force,
         quiet=quiet,
         host=host,
+        servicer_file=servicer_file,
     )
     try:
         status = run(options)

@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -46,26 +47,39 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _package(path: Path) -> Path:
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A generated package inside its top-level package (itself, unless it is a sub-package)."""
+
+    top: Path
+    module: str
+    """What ``python -m`` runs: ``pkg`` or ``myplugin.gen``."""
+
+
+def _package(path: Path) -> _Target:
     package = path.resolve()
     if not (package / "__main__.py").is_file() or not (package / "plugin.py").is_file():
         raise GenerationError(
             f"{path}: not a generated plugin package (no __main__.py and plugin.py); "
             "run rpcplugin-gen PROTO -o DIR first"
         )
-    if not package.name.isidentifier():
-        raise GenerationError(f"{path}: {package.name!r} is not an importable package name")
-    return package
+    top = package
+    while (top.parent / "__init__.py").is_file():  # a sub-package ships with its parents
+        top = top.parent
+    parts = package.relative_to(top.parent).parts
+    if not all(part.isidentifier() for part in parts):
+        raise GenerationError(f"{path}: {'.'.join(parts)!r} is not an importable package name")
+    return _Target(top, ".".join(parts))
 
 
-def write_launcher(package: Path, target: Path, python: str) -> None:
+def write_launcher(package: _Target, target: Path, python: str) -> None:
     """A POSIX shell launcher running ``python -m package`` from the package's parent."""
     text = (
         "#!/bin/sh\n"
-        f"# Written by rpcplugin-gen pack: runs the go-plugin plugin {package.name}.\n"
-        f"PYTHONPATH={shlex.quote(str(package.parent))}${{PYTHONPATH:+:$PYTHONPATH}}\n"
+        f"# Written by rpcplugin-gen pack: runs the go-plugin plugin {package.module}.\n"
+        f"PYTHONPATH={shlex.quote(str(package.top.parent))}${{PYTHONPATH:+:$PYTHONPATH}}\n"
         "export PYTHONPATH\n"
-        f'exec {shlex.quote(python)} -m {package.name} "$@"\n'
+        f'exec {shlex.quote(python)} -m {package.module} "$@"\n'
     )
     target.write_text(text, encoding="utf-8")
     target.chmod(0o755)
@@ -97,7 +111,7 @@ def _shiv() -> list[str]:
 
 
 def write_onefile(
-    package: Path,
+    package: _Target,
     target: Path,
     python: str,
     requirements: list[str],
@@ -115,12 +129,12 @@ def write_onefile(
                 "pip could not install the plugin's dependencies:\n" + done.stderr.strip()
             )
         shutil.copytree(_runtime_dir(), site / "rpcplugin", ignore=_IGNORE)
-        shutil.copytree(package, site / package.name, ignore=_IGNORE)
+        shutil.copytree(package.top, site / package.top.name, ignore=_IGNORE)
         (site / f"{_ENTRY_MODULE}.py").write_text(
             '"""Entry point of a packed plugin: ``python -m`` its package."""\n\n'
             "import runpy\n\n\n"
             "def main() -> None:\n"
-            f"    runpy.run_module({package.name!r}, run_name='__main__')\n",
+            f"    runpy.run_module({package.module!r}, run_name='__main__')\n",
             encoding="utf-8",
         )
         argv = [
@@ -195,7 +209,7 @@ def command(
     runs, and print its SHA-256 (for the host's SecureConfig)."""
     try:
         pkg = _package(package)
-        file_name = name or pkg.name
+        file_name = name or pkg.top.name
         if not _NAME_OK.fullmatch(file_name):
             raise GenerationError(f"--name {file_name!r}: not a usable file name")
         out_dir.mkdir(parents=True, exist_ok=True)
