@@ -106,7 +106,7 @@ def _runtime_dir() -> Path:
 def _shiv() -> list[str]:
     found = shutil.which("shiv", path=os.path.dirname(sys.executable)) or shutil.which("shiv")
     if found is None:
-        raise GenerationError("--onefile needs shiv: pip install shiv")
+        raise GenerationError("--onefile needs shiv: pip install 'rpcplugin-gen[pack]' (or shiv)")
     return [found]
 
 
