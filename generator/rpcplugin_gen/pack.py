@@ -9,7 +9,7 @@ wants it named ``terraform-provider-NAME_vX.Y.Z``. Two forms:
 - ``--onefile``: a self-contained zipapp built with shiv: the package, the runtime it was
   generated against (the installed ``rpcplugin``, copied as installed), and the runtime's
   dependencies (grpcio, protobuf, cryptography) installed by pip as wheels for *this*
-  interpreter's platform. Needs only a matching ``python3`` on the target; shiv unpacks it into
+  interpreter's platform. Needs only the same ``pythonX.Y`` on the target; shiv unpacks it into
   ``~/.shiv`` (``SHIV_ROOT``) on the first run and starts from there afterwards.
 
 Both print the file's SHA-256, the value for the host's ``SecureConfig``.
@@ -35,6 +35,8 @@ from .errors import GenerationError
 
 _NAME_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 _ENTRY_MODULE = "_rpcplugin_pack_entry"
+_SHEBANG = f"/usr/bin/env python{sys.version_info.major}.{sys.version_info.minor}"
+"""The zipapp's default interpreter: this one's version, the ABI of the wheels pip picked."""
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache")
 
 
@@ -181,7 +183,8 @@ def write_onefile(
     "--python",
     "python",
     help="Interpreter: the launcher's (default: this one, "
-    "so use a venv's bin/python), or the zipapp's shebang (default: /usr/bin/env python3).",
+    "so use a venv's bin/python), or the zipapp's shebang (default: /usr/bin/env pythonX.Y, "
+    "this interpreter's version, which the bundled native wheels are built for).",
 )
 @click.option(
     "-r",
@@ -215,9 +218,7 @@ def command(
         out_dir.mkdir(parents=True, exist_ok=True)
         target = out_dir / file_name
         if onefile:
-            write_onefile(
-                pkg, target, python or "/usr/bin/env python3", [*requirements], [*pip_args]
-            )
+            write_onefile(pkg, target, python or _SHEBANG, [*requirements], [*pip_args])
         else:
             write_launcher(pkg, target, python or sys.executable)
     except GenerationError as exc:
