@@ -18,7 +18,6 @@ from rpcplugin_gen import cli
 HERE = Path(__file__).resolve().parent
 PROTOS = HERE / "protos"
 REPO = HERE.parent.parent
-RUNTIME = REPO / "runtime"
 GOLDEN = REPO / "tests" / "golden"
 
 SAMPLE = (PROTOS / "sample", ["acme/svc/v1/svc.proto"])
