@@ -14,10 +14,12 @@ GO_PKGS := golang-go golang-github-hashicorp-go-plugin-dev golang-google-grpc-de
 
 setup: $(STAMP) go-peers
 
-$(STAMP): pyproject.toml
+# Both distributions, editable: the runtime (runtime/pyproject.toml, a plain .pth path entry that
+# mypy and pyright see) and the generator (pyproject.toml) with the contributor tools.
+$(STAMP): pyproject.toml runtime/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e ./runtime -e '.[dev]'
 	touch $@
 
 # Go 1.19 and go-plugin 1.0.1 from Debian: the real peers the tests build against.
@@ -53,4 +55,4 @@ soak: setup
 	$(BIN)/python -m tests.reliability.soak
 
 clean:
-	rm -rf $(VENV) build tests/go/bin demo-out
+	rm -rf $(VENV) build runtime/build tests/go/bin demo-out

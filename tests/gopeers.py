@@ -42,7 +42,8 @@ PLUGIN_PROTOCOL_VERSIONS, PLUGIN_MIN_PORT, PLUGIN_MAX_PORT); ``-env K=V``
 ``-keep-going`` (continue after a failed call); ``-stderr-events``;
 ``-log-level trace|debug|info|warn``; ``-reattach JSON`` (``{"Protocol":"grpc",
 "Pid":P,"Addr":{"Network":"unix","String":PATH}}`` or a one-entry map of those)
-with ``-reattach-version N``.
+with ``-reattach-version N``; ``-checksum HEX`` (SecureConfig: the plugin executable's
+SHA-256 must match, else Start fails with stage ``start``).
 
 Events::
 

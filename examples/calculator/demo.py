@@ -24,15 +24,20 @@ def generate(out_parent: str) -> float:
     os.makedirs(package)
     # the filled-in servicer is the user's file: generation must leave it alone
     shutil.copy(os.path.join(HERE, "servicer.py"), os.path.join(package, "servicer.py"))
+    # run from the repository root with paths relative to it, so the output shows no machine path
+    shown = os.path.relpath(package, ROOT) if package.startswith(ROOT + os.sep) else package
+    proto = os.path.relpath(os.path.join(HERE, "calculator.proto"), ROOT)
     command = [
         os.path.join(os.path.dirname(sys.executable), "rpcplugin-gen"),
-        "calculator.proto",
+        "-I",
+        os.path.relpath(HERE, ROOT),
+        proto,
         "-o",
-        package,
+        shown,
     ]
-    print("$ rpcplugin-gen calculator.proto -o", os.path.relpath(package, ROOT) + "/", flush=True)
+    print(f"$ rpcplugin-gen -I {command[2]} {proto} -o {shown}/", flush=True)
     started = time.perf_counter()
-    subprocess.run(command, cwd=HERE, check=True)
+    subprocess.run(command, cwd=ROOT, check=True)
     return (time.perf_counter() - started) * 1000
 
 

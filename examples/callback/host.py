@@ -48,6 +48,7 @@ async def main(auto_mtls: bool = True) -> None:
             started = time.perf_counter()
             await deployer.deploy(request)
             elapsed = (time.perf_counter() - started) * 1000
+            failure = "no error"
             try:
                 await deployer.deploy(deploy_pb2.DeployRequest(app="blog", secrets_id=server.id))
             except grpc.aio.AioRpcError as exc:

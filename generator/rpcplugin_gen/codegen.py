@@ -134,11 +134,13 @@ def generate(
     *,
     package_files: bool = True,
     locate: Callable[[str], str] = lambda name: name,
+    servicer_module: str = ".servicer",
 ) -> Output:
     """All generated files for ``request.file_to_generate``.
 
     ``python_sources`` holds protoc's ``_pb2.py`` per proto name; ``locate`` maps proto names
-    to the paths shown in error messages.
+    to the paths shown in error messages; ``__main__.py`` imports ``servicer_module`` (relative
+    to the package) and runs its ``main()``.
     """
     local = [name for name in request.file_to_generate if is_local(name)]
     scoped = plugin_pb2.CodeGeneratorRequest()
@@ -161,7 +163,8 @@ def generate(
         context = _plugin_module(output.package)
         protos = output.package.protos
         output.add("plugin.py", stamp(rendering.render(env, "plugin.py.j2", **context), protos))
-        output.add("__main__.py", stamp(rendering.render(env, "main.py.j2", **context), protos))
+        main = rendering.render(env, "main.py.j2", servicer_module=servicer_module, **context)
+        output.add("__main__.py", stamp(main, protos))
     if package_files:
         output.add("py.typed", "", "create-only")
     return output

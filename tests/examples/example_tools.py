@@ -59,8 +59,8 @@ def run_sh_block(
 def mypy_strict(
     name: str, files: Sequence[Path], generated_parent: Path
 ) -> subprocess.CompletedProcess[str]:
-    """``mypy --strict files`` with the runtime and ``generated_parent`` on MYPYPATH."""
-    mypypath = os.pathsep.join([str(ROOT / "runtime"), str(generated_parent)])
+    """``mypy --strict files`` run in ``generated_parent``; the runtime comes from the install
+    (no MYPYPATH), as it does for a user."""
     return subprocess.run(
         [
             sys.executable,
@@ -73,7 +73,7 @@ def mypy_strict(
         ],
         capture_output=True,
         text=True,
-        env={**os.environ, "MYPYPATH": mypypath},
+        env={k: v for k, v in os.environ.items() if k != "MYPYPATH"},
         cwd=generated_parent,
         timeout=300,
     )

@@ -50,6 +50,23 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return parent
 
 
+def test_readme_quickstart_runs_as_shown(generated: Path) -> None:
+    # the README's launch example, whole: run from the directory holding calculator/
+    script = generated / "quickstart.py"
+    script.write_bytes((EXAMPLE / "quickstart.py").read_bytes())
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=generated,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("19 + 23 = 42 (plugin pid "), result.stdout
+
+
 @pytest.mark.parametrize("auto_mtls", [True, False])
 def test_host_against_generated_package(generated: Path, auto_mtls: bool) -> None:
     code = (

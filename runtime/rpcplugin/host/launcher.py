@@ -16,8 +16,10 @@ from .._wire import dial
 from .._wire.tls_plan import TLSBackendChoice
 from .._wire.transport import Endpoint
 from ..config import PluginSettings
-from ..errors import ConfigError, HandshakeError, SecurityError
+from ..errors import ConfigError, HandshakeError, PluginExitedError, SecurityError
 from ..handshake import MAX_LINE_BYTES, Handshake, HandshakeLine
+from ..plugin_name import from_argv as plugin_name_from_argv
+from . import cookie_refusal
 from . import interceptors as client_interceptors
 from .connection import PluginConnection
 from .opening import Opening
@@ -138,7 +140,7 @@ async def start_plugin(argv: Sequence[str], options: LaunchOptions) -> PluginCon
     """Start ``argv`` as a plugin with ``options`` and return it connected and health-checked;
     whatever fails, nothing is left running or on disk."""
     started = time.monotonic()
-    name = options.name or os.path.basename(argv[0])
+    name = options.name or plugin_name_from_argv(argv)
     argv = list(argv)
     if options.checksum is not None:
         from .secure_config import verify_checksum
@@ -172,7 +174,7 @@ async def start_plugin(argv: Sequence[str], options: LaunchOptions) -> PluginCon
     process.private_dirs.append(socket_dir)
     endpoint: Endpoint | None = None
     try:
-        raw, line = await _read_handshake(process, options)
+        raw, line = await _read_handshake(process, name, options)
         endpoint = Endpoint(line.network, line.address)  # known now: removed if we refuse it
         _check_handshake(raw, line, name, identity)
         chain = client_interceptors.build(name, metadata=options.metadata, metrics=options.metrics)
@@ -235,10 +237,13 @@ def _child_environment(
 
 
 async def _read_handshake(
-    process: PluginProcess, options: LaunchOptions
+    process: PluginProcess, name: str, options: LaunchOptions
 ) -> tuple[bytes, HandshakeLine]:
     """The plugin's first stdout line, parsed and validated as go-plugin validates it."""
-    raw = await process.first_line(options.start_timeout)
+    try:
+        raw = await process.first_line(options.start_timeout)
+    except PluginExitedError as exc:
+        raise cookie_refusal.explain(exc, name, options.handshake.cookie_key) from None
     try:
         if len(raw) >= MAX_LINE_BYTES:
             # the line splitter hands over 64 KiB pieces of longer lines: never parse a piece

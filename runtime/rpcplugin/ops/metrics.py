@@ -12,7 +12,7 @@ Two implementations come with the runtime:
   totals in memory (``snapshot()``), for tests, debugging, or your own exporter;
 - ``rpcplugin.ops.metrics_otel.OpenTelemetryMetrics`` records OpenTelemetry metrics and spans (with
   W3C trace context passed from host to plugin in the call metadata). It needs the ``otel``
-  extra (``pip install 'rpcplugin-gen[otel]'``); :func:`auto` picks it when ``opentelemetry``
+  extra (``pip install 'rpcplugin[otel]'``); :func:`auto` picks it when ``opentelemetry``
   is importable, and this module never imports it.
 
 Plugin start-up time and restarts are metrics too: the host reports how long each launch took
@@ -163,7 +163,7 @@ def from_setting(value: str) -> Metrics:
             raise ConfigError(
                 "RPCPLUGIN_METRICS",
                 value,
-                "opentelemetry is not installed (pip install 'rpcplugin-gen[otel]'); "
+                "opentelemetry is not installed (pip install 'rpcplugin[otel]'); "
                 "use 'auto' or 'off'",
             )
         from .metrics_otel import OpenTelemetryMetrics

@@ -35,6 +35,7 @@ from ..config import PluginSettings, parse_bool
 from ..errors import ConfigError, PluginError, SecurityError, TransportError
 from ..handshake import Handshake, HandshakeLine, negotiate_version
 from ..plugin import stdout_guard as process_guard
+from ..plugin_name import of_this_process as plugin_name_of_this_process
 from ..services import broker as broker_mod
 from ..services.controller import ControllerService
 from ..services.health import HealthService
@@ -136,7 +137,7 @@ async def serve_async(
 ) -> int:
     """The body of :func:`serve` in an existing event loop; returns the exit status."""
     env = os.environ if env is None else env
-    plugin_name = name or os.path.basename(sys.argv[0] or "plugin")
+    plugin_name = name or plugin_name_of_this_process()
     try:
         settings = PluginSettings.from_env(env)
     except ConfigError as exc:

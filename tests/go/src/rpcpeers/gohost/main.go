@@ -50,6 +50,8 @@
 //	                     TF_REATTACH_PROVIDERS shape). Plaintext only.
 //	-reattach-version N  app version to use when reattaching (default: the JSON's
 //	                     ProtocolVersion, else the highest of -versions)
+//	-checksum HEX        ClientConfig.SecureConfig: the plugin executable's SHA-256
+//	                     must be HEX, or Start fails (stage "start")
 //
 // # Output
 //
@@ -88,6 +90,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -182,6 +186,7 @@ type options struct {
 	logLevel               string
 	reattach               string
 	reattachVersion        int
+	checksum               string
 	argv                   []string
 }
 
@@ -216,6 +221,7 @@ func parseFlags() (*options, error) {
 	fs.StringVar(&o.logLevel, "log-level", "debug", "host hclog level: trace|debug|info|warn")
 	fs.StringVar(&o.reattach, "reattach", "", "reattach config JSON")
 	fs.IntVar(&o.reattachVersion, "reattach-version", 0, "app version when reattaching")
+	fs.StringVar(&o.checksum, "checksum", "", "SecureConfig: the plugin's SHA-256 (hex)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return nil, err
 	}
@@ -455,6 +461,14 @@ func run() int {
 		cmd = exec.Command(o.argv[0], o.argv[1:]...)
 		cfg.Cmd = cmd
 		cfg.VersionedPlugins = sets
+		if o.checksum != "" {
+			sum, err := hex.DecodeString(o.checksum)
+			if err != nil {
+				emit("error", event{"stage": "flags", "error": "-checksum: " + err.Error()})
+				return 1
+			}
+			cfg.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+		}
 	}
 
 	client := plugin.NewClient(cfg)
