@@ -78,7 +78,9 @@ requested env vars that are set, implementation ``go``. v2: Echo upper-cases.
 Message limits are 2^31-1. Environment: ``GOPLUGIN_COOKIE_KEY`` /
 ``GOPLUGIN_COOKIE_VALUE``; ``GOPLUGIN_VERSIONS=1,2``; ``GOPLUGIN_V2_WITH_V1=1``
 (v2 also serves the v1 service); ``GOPLUGIN_GRPC_SERVER=default``
-(plugin.DefaultGRPCServer, 4 MiB receive limit); ``GOPLUGIN_LOG_LEVEL``
+(plugin.DefaultGRPCServer, 4 MiB receive limit); grpc-go's server reflection
+(``grpc.reflection.v1alpha``) as modern go-plugin has, unless ``GOPLUGIN_REFLECTION=off``;
+``GOPLUGIN_LOG_LEVEL``
 (debug; off). Misbehaviour: ``GOPLUGIN_SLOW_START_MS=N``,
 ``GOPLUGIN_EXIT_BEFORE_HANDSHAKE=CODE``, ``GOPLUGIN_HANDSHAKE_TEMPLATE=T``
 (``{line}`` = the real line, ``\\n`` expanded), ``GOPLUGIN_EXIT_AFTER_HANDSHAKE_MS=N``

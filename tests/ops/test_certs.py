@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [sys.executable, "-m", "rpcplugin.ops.certs", *args],
+        [sys.executable, "-m", "rpcplugin.cli", "certs", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -16,6 +16,7 @@ import grpc
 from .._wire import dial
 from .._wire.transport import Endpoint
 from ..errors import PluginError, PluginExitedError, SecurityError, TransportError
+from ..handshake import HandshakeLine
 from ..lifecycle import AsyncClosable
 from ..services import controller, health
 from ..services.broker import HostBroker
@@ -103,6 +104,8 @@ class PluginConnection(AsyncClosable):
         self.broker: HostBroker = broker if broker is not None else HostBroker()
         """go-plugin's GRPCBroker, host side: ``accept``/``dial``/``next_id`` (docs/broker.md)."""
         self.startup_seconds = (time.monotonic() - started) if started is not None else None
+        self.handshake_line: HandshakeLine | None = None
+        """A launched plugin's parsed handshake line (its certificate: ``server_cert_der``)."""
         if process is not None:
             process.exited.add_done_callback(self._on_exit)
 

@@ -194,6 +194,7 @@ async def start_plugin(argv: Sequence[str], options: LaunchOptions) -> PluginCon
             started=started,
             broker=_host_broker(identity, line.server_cert_der, options, socket_dir),
         )
+        connection.handshake_line = line
     except BaseException:
         await process.aclose()
         remove_stale_socket(endpoint)

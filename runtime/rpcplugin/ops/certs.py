@@ -1,16 +1,17 @@
-"""Certificates for running plugin servers across machines with mutual TLS, and a CLI for them.
+"""Certificates for running plugin servers across machines with mutual TLS (``rpcplugin certs``).
 
 AutoMTLS (:mod:`rpcplugin._wire.mtls`) needs no certificates from anyone: each run makes its own.
 A plugin *server* that other machines dial is different: it needs a certificate its clients can
 verify, and the clients need certificates it can verify. This module makes a small private CA
 and issues server and client certificates from it::
 
-    rpcplugin-certs ca --dir pki                         # pki/ca.pem, pki/ca-key.pem
-    rpcplugin-certs server --dir pki plugins.example.net 10.0.0.5
-    rpcplugin-certs client --dir pki ci-runner           # pki/client.pem, pki/client-key.pem
-    rpcplugin-certs inspect pki/server.pem               # subject, SANs, curve, expiry
+    rpcplugin certs ca --dir pki                         # pki/ca.pem, pki/ca-key.pem
+    rpcplugin certs server --dir pki plugins.example.net 10.0.0.5
+    rpcplugin certs client --dir pki ci-runner           # pki/client.pem, pki/client-key.pem
+    rpcplugin certs inspect pki/server.pem               # subject, SANs, curve, expiry
 
-(also ``python -m rpcplugin.ops.certs ...``). Keys are P-256 by default, which grpcio's own TLS and
+(``rpcplugin-certs ...`` is an alias for one release; the commands live in
+:mod:`rpcplugin.cli.certs`). Keys are P-256 by default, which grpcio's own TLS and
 OpenSSL both verify; private keys are written mode 0600 and never overwritten without
 ``--force``.
 
@@ -22,15 +23,12 @@ warning when a certificate it loads has less than :data:`EXPIRY_WARNING_DAYS` da
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import ipaddress
-import json
 import logging
 import os
-import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from .._wire.mtls import EXPIRY_WARNING_DAYS as EXPIRY_WARNING_DAYS
@@ -392,122 +390,3 @@ def write_issued(issued: Issued, cert_path: str, key_path: str, *, force: bool =
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-
-
-def _load_ca(args: argparse.Namespace) -> Issued:
-    ca_cert = args.ca or os.path.join(args.dir, "ca.pem")
-    ca_key = args.ca_key or os.path.join(args.dir, "ca-key.pem")
-    return Issued(read_pem(ca_cert, what="--ca"), read_pem(ca_key, what="--ca-key"))
-
-
-def _cmd_ca(args: argparse.Namespace) -> int:
-    os.makedirs(args.dir, exist_ok=True)
-    issued = create_ca(args.name, days=args.days or CA_DAYS, curve=args.curve)
-    cert_path, key_path = os.path.join(args.dir, "ca.pem"), os.path.join(args.dir, "ca-key.pem")
-    write_issued(issued, cert_path, key_path, force=args.force)
-    print(f"wrote {cert_path} and {key_path} (keep the key private: it signs certificates)")
-    return 0
-
-
-def _cmd_leaf(args: argparse.Namespace, usage: Usage) -> int:
-    os.makedirs(args.dir, exist_ok=True)
-    ca = _load_ca(args)
-    names = list(args.names)
-    if not names:
-        raise ConfigError("names", "", "at least one name")
-    issued = issue(
-        ca,
-        names[0],
-        names=names[1:],
-        usage=usage,
-        days=args.days or LEAF_DAYS,
-        curve=args.curve,
-    )
-    stem = args.out or usage
-    cert_path = os.path.join(args.dir, f"{stem}.pem")
-    key_path = os.path.join(args.dir, f"{stem}-key.pem")
-    write_issued(issued, cert_path, key_path, force=args.force)
-    print(f"wrote {cert_path} and {key_path}")
-    return 0
-
-
-def _cmd_inspect(args: argparse.Namespace) -> int:
-    status = 0
-    for path in args.files:
-        cert = load_certificate(path, what="certificate")
-        info = describe(cert)
-        if info.days_left < EXPIRY_WARNING_DAYS:
-            status = 1 if args.check else status
-        if args.json:
-            print(json.dumps({"file": path, **asdict(info)}))
-            continue
-        print(f"{path}:")
-        print(f"  subject:    {info.subject}")
-        print(f"  issuer:     {info.issuer}")
-        print(f"  SANs:       {', '.join(info.sans) or '(none)'}")
-        print(f"  key:        {info.key}")
-        print(f"  curve:      {info.curve or '(not EC)'}")
-        print(f"  CA:         {'yes' if info.is_ca else 'no'}")
-        print(f"  usages:     {', '.join(info.usages) or '(any)'}")
-        print(f"  valid from: {info.not_before}")
-        print(f"  expires:    {info.not_after} ({info.days_left:g} days left)")
-        print(f"  sha256:     {info.sha256}")
-    return status
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="rpcplugin-certs",
-        description="Make a CA and server/client certificates for plugin servers that other "
-        "machines reach with mutual TLS, and inspect certificates.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    def common(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--dir", default=".", help="directory for the files (default: .)")
-        sub.add_argument("--days", type=int, default=None, help="validity in days")
-        sub.add_argument("--curve", default="secp256r1", choices=CURVES, help="EC curve")
-        sub.add_argument("--force", action="store_true", help="overwrite existing files")
-
-    ca = commands.add_parser("ca", help=f"create a CA (ca.pem, ca-key.pem; {CA_DAYS} days)")
-    common(ca)
-    ca.add_argument("--name", default="rpcplugin CA", help="the CA's common name")
-    for usage, what in (("server", "DNS names / IP addresses"), ("client", "client name")):
-        sub = commands.add_parser(
-            usage, help=f"issue a {usage} certificate from the CA ({LEAF_DAYS} days)"
-        )
-        common(sub)
-        sub.add_argument("names", nargs="+", metavar="NAME", help=f"{what}; the first is the CN")
-        sub.add_argument("--ca", help="CA certificate (default: DIR/ca.pem)")
-        sub.add_argument("--ca-key", help="CA key (default: DIR/ca-key.pem)")
-        sub.add_argument("--out", help=f"file stem (default: {usage} → {usage}.pem)")
-    inspect = commands.add_parser("inspect", help="show subject, SANs, curve and expiry")
-    inspect.add_argument("files", nargs="+", metavar="FILE")
-    inspect.add_argument("--json", action="store_true", help="one JSON object per file")
-    inspect.add_argument(
-        "--check",
-        action="store_true",
-        help=f"exit 1 when a certificate has less than {EXPIRY_WARNING_DAYS} days left",
-    )
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The ``rpcplugin-certs`` command. Exit status: 0 done, 1 failed (or ``--check`` found a
-    certificate close to expiry), 2 bad usage."""
-    args = _parser().parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    try:
-        if args.command == "ca":
-            return _cmd_ca(args)
-        if args.command in ("server", "client"):
-            return _cmd_leaf(args, args.command)
-        return _cmd_inspect(args)
-    except (ConfigError, SecurityError) as exc:
-        print(f"rpcplugin-certs: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

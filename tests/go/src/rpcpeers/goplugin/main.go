@@ -28,6 +28,9 @@
 //   - go-plugin's own: grpc.health.v1.Health ("plugin" SERVING),
 //     plugin.GRPCBroker, plugin.GRPCController (Shutdown stops the server and
 //     the process exits 0).
+//   - grpc.reflection.v1alpha.ServerReflection (grpc-go's reflection package),
+//     standing in for modern go-plugin, which registers reflection on every
+//     plugin (1.0.1 does not); GOPLUGIN_REFLECTION=off leaves it out.
 //
 // Message limits: send/receive limits are raised to 2^31-1 (as Terraform's SDK
 // does), unless GOPLUGIN_GRPC_SERVER=default selects plugin.DefaultGRPCServer,
@@ -41,6 +44,7 @@
 //	GOPLUGIN_V2_WITH_V1=1        version 2 also registers the v1 service (its
 //	                             replies then report version 2)
 //	GOPLUGIN_GRPC_SERVER=default use plugin.DefaultGRPCServer (4 MiB receive limit)
+//	GOPLUGIN_REFLECTION=off      serve no server reflection
 //	GOPLUGIN_LOG_LEVEL=debug     hclog level of the plugin's JSON logs on stderr
 //	                             (trace|debug|info|warn|error|off)
 //
@@ -96,6 +100,7 @@ import (
 	plugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
@@ -225,6 +230,20 @@ func registrar(v2WithV1 bool) func(int, *grpc.Server) error {
 }
 
 func grpcServerFunc() func([]grpc.ServerOption) *grpc.Server {
+	newServer := baseServerFunc()
+	if strings.EqualFold(os.Getenv("GOPLUGIN_REFLECTION"), "off") {
+		return newServer
+	}
+	return func(opts []grpc.ServerOption) *grpc.Server {
+		s := newServer(opts)
+		// the reflection service reads the server's services when asked, so the
+		// ones go-plugin and the plugin set register after this are listed too
+		reflection.Register(s)
+		return s
+	}
+}
+
+func baseServerFunc() func([]grpc.ServerOption) *grpc.Server {
 	if os.Getenv("GOPLUGIN_GRPC_SERVER") == "default" {
 		return plugin.DefaultGRPCServer
 	}
