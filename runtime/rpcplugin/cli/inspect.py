@@ -115,7 +115,8 @@ def text_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("", f"valid {peer['not_before']} to {peer['not_after']}"))
     health = facts["health"]
     rows.append(("health", paint(health, "green" if health == "SERVING" else "red")))
-    rows.append(("launch → ready", f"{facts['launch_to_ready_ms']:.1f} ms"))
+    opening = "launch" if facts["mode"] == "launched" else "connect"
+    rows.append((f"{opening} → ready", f"{facts['launch_to_ready_ms']:.1f} ms"))
     return rows
 
 
@@ -156,7 +157,7 @@ def inspect_command(as_json: bool, **options: Any) -> None:
             closed = f"{facts['close_to_reaped_ms']:.1f} ms"
             if result.exit_status is not None:
                 closed += f" (exit status {result.exit_status})"
-            rows.append(("close → reaped", closed))
+            rows.append(("close → reaped" if target.kind == "launch" else "close", closed))
             report(rows)
         return 0 if health == "SERVING" else 1
 

@@ -1,0 +1,5 @@
+"""``python -m rpcplugin.cli``: the ``rpcplugin`` command."""
+
+from . import main
+
+main()
