@@ -63,3 +63,37 @@ def test_pages_link_to_files_that_exist() -> None:
     for page in PAGES:
         for link in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
             assert (page.parent / link).exists(), f"{page.relative_to(ROOT)} links to {link}"
+
+
+CLI_PAGES = [page for page in PAGES if "<!-- cli-output" in page.read_text()]
+
+
+@pytest.mark.go
+@pytest.mark.parametrize("page", CLI_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_cli_output_blocks_are_what_the_commands_print(page: Path) -> None:
+    """A ``<!-- cli-output -->`` block shows a command and what it prints: run it (in a scratch
+    directory with the Go test plugin and the generated calculator, tests/cli/docrun.py) and
+    compare line for line, pids, paths, timings, dates and certificate bytes masked."""
+    from cli import docrun
+
+    found = docrun.blocks(page)
+    assert found, f"{page}: no cli-output block"
+    with docrun.scratch() as directory:
+        for block in found:
+            status, out = docrun.run(block, directory)
+            where = f"{page.relative_to(ROOT)}: `{block.command[:60]}`"
+            assert status == block.exit, f"{where} exited {status}:\n{out}"
+            assert docrun.mask(out).splitlines() == docrun.mask(block.shown).splitlines(), (
+                f"{where} printed:\n{out}"
+            )
+
+
+def test_every_cli_subcommand_is_shown_in_docs_cli() -> None:
+    from rpcplugin.cli import command
+
+    cli = command()
+
+    text = (DOCS / "cli.md").read_text()
+    shown = set(re.findall(r"^\$ rpcplugin (\w+)", text, re.M))
+    aliases = {"launch"}  # inspect's other name
+    assert set(cli.commands) - aliases <= shown, "a subcommand without a real example"

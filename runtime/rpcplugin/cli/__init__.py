@@ -24,13 +24,18 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except ImportError:
         print(INSTALL_HINT, file=sys.stderr)
         sys.exit(1)
+    run_click(command(), argv, prog_name="rpcplugin")
+
+
+def command() -> click.Group:
+    """The ``rpcplugin`` click group with every subcommand (for ``CliRunner`` and embedding)."""
     from . import call, certs, inspect, logs  # noqa: F401  (they register the subcommands)
     from .app import cli
 
-    run_click(cli, argv, prog_name="rpcplugin")
+    return cli
 
 
-def run_click(command: click.Command, argv: Sequence[str] | None, *, prog_name: str) -> NoReturn:
+def run_click(group: click.Command, argv: Sequence[str] | None, *, prog_name: str) -> NoReturn:
     """Run a click command; a usage error is one line (exit 2), not click's usage block."""
     import click
 
@@ -39,7 +44,7 @@ def run_click(command: click.Command, argv: Sequence[str] | None, *, prog_name: 
 
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        status = command.main(args=args, prog_name=prog_name, standalone_mode=False)
+        status = group.main(args=args, prog_name=prog_name, standalone_mode=False)
     except click.UsageError as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # click >= 8.2: bare `rpcplugin`
             click.echo(exc.format_message(), err=True)
@@ -61,4 +66,4 @@ def run_click(command: click.Command, argv: Sequence[str] | None, *, prog_name: 
     sys.exit(status if isinstance(status, int) else 0)
 
 
-__all__ = ["INSTALL_HINT", "main", "run_click"]
+__all__ = ["INSTALL_HINT", "command", "main", "run_click"]

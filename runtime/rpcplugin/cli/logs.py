@@ -91,18 +91,14 @@ def logs_command(level: str, duration: float | None, **options: Any) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        click.echo(
+            paint(f"# {target.name}: its stderr and stdio until Ctrl-C", "dim", sys.stderr),
+            err=True,
+        )
         try:
             async with opened(
                 target, stdout=_stdio("stdout"), stderr=_stdio("stderr"), logger=logger
             ) as result:
-                click.echo(
-                    paint(
-                        f"# {target.name} pid {result.conn.pid} v{result.conn.version} "
-                        f"{result.conn.endpoint}: streaming until Ctrl-C",
-                        "dim",
-                    ),
-                    err=True,
-                )
                 waits: list[Any] = [stop.wait()]
                 if result.conn.mode == "launched":
                     waits.append(result.conn.wait_exit())
@@ -111,14 +107,10 @@ def logs_command(level: str, duration: float | None, **options: Any) -> None:
                 await gather_first(*waits)
                 exited = result.conn.exit_error
             status = result.exit_status
-            click.echo(
-                paint(
-                    f"# closed in {(result.close_seconds or 0) * 1000:.1f} ms"
-                    + (f", exit status {status}" if status is not None else ""),
-                    "dim",
-                ),
-                err=True,
-            )
+            closed = f"# closed in {(result.close_seconds or 0) * 1000:.1f} ms"
+            if status is not None:
+                closed += f", exit status {status}"
+            click.echo(paint(closed, "dim", sys.stderr), err=True)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(Exception):
