@@ -13,7 +13,7 @@ from google.protobuf import message as pb_message
 from .app import cli, run
 from .output import emit_json, paint
 from .schema import GO_PLUGIN_SERVICES, Method, Schema, load, parse_request, to_json
-from .status import EXIT_BAD_JSON, EXIT_USAGE, CLIError
+from .status import EXIT_USAGE, CLIError
 from .target import make_target, opened, target_options
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -230,4 +230,4 @@ def call_command(
     run(main)
 
 
-__all__ = ["EXIT_BAD_JSON", "call_command", "invoke", "services_command"]
+__all__ = ["call_command", "invoke", "schema_options", "services_command"]
