@@ -17,7 +17,7 @@ import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import grpc
 from google.protobuf import (
@@ -206,13 +206,43 @@ def parse_request(schema: Schema, method: Method, text: str) -> list[pb_message.
 
 
 def to_json(message: pb_message.Message, *, indent: int | None = None) -> str:
-    """A message as JSON (proto3 JSON mapping, field names as in the .proto)."""
-    return json_format.MessageToJson(
-        message,
-        preserving_proto_field_name=True,
-        indent=indent,
-        always_print_fields_with_no_presence=True,
+    """A message as JSON (proto3 JSON mapping, field names as in the .proto, in its order, and
+    fields at their default value included)."""
+    import json
+
+    as_dict = json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
+    desc = cast(descriptor.Descriptor, message.DESCRIPTOR)
+    return json.dumps(_in_field_order(as_dict, desc), indent=indent)
+
+
+def _in_field_order(value: dict[str, Any], desc: descriptor.Descriptor) -> dict[str, Any]:
+    """``MessageToDict`` output with keys in declaration order (set fields come first in it)."""
+    if desc.full_name.startswith("google.protobuf."):
+        return value  # well-known types have JSON forms of their own
+    ordered: dict[str, Any] = {}
+    for field_desc in desc.fields:
+        if field_desc.name not in value:
+            continue
+        item = value[field_desc.name]
+        sub = field_desc.message_type
+        if sub is not None and sub.GetOptions().map_entry:
+            value_desc = sub.fields_by_name["value"].message_type
+            if value_desc is not None and isinstance(item, dict):
+                item = {k: _maybe_ordered(v, value_desc) for k, v in item.items()}
+        elif sub is not None and isinstance(item, list):
+            item = [_maybe_ordered(v, sub) for v in item]
+        elif sub is not None:
+            item = _maybe_ordered(item, sub)
+        ordered[field_desc.name] = item
+    for key, item in value.items():  # extensions, anything not a declared field
+        ordered.setdefault(key, item)
+    return ordered
+
+
+def _maybe_ordered(value: Any, desc: descriptor.Descriptor) -> Any:
+    return _in_field_order(value, desc) if isinstance(value, dict) else value
 
 
 # -- from reflection -------------------------------------------------------------------------
