@@ -279,6 +279,27 @@ def test_call_against_a_direct_tls_address(calculator: tuple[str, ...], tmp_path
         assert run.status == 0, run
         assert json.loads(run.stdout) == {"sum": "5"}
         assert server.poll() is None, "closing a direct connection must not stop the server"
+        shown = run_cli("inspect", "--json", "--address", f"127.0.0.1:{port}", *tls)
+        assert shown.status == 0, shown
+        facts = json.loads(shown.stdout)
+        assert facts["mode"] == "direct" and facts["health"] == "SERVING"
+        assert facts["tls"]["mode"] == "mutual TLS"
+        peer = facts["tls"]["peer_certificate"]
+        assert peer["subject"] == "CN=localhost" and peer["curve"] == "P-256"
+        assert peer["sans"] == ["DNS:localhost", "IP:127.0.0.1"]
+        # without our client certificate the server refuses us: one line, not a success
+        refused = run_cli(
+            "call",
+            "Add",
+            "--proto",
+            str(CALCULATOR_PROTO),
+            "--address",
+            f"127.0.0.1:{port}",
+            "--ca",
+            str(pki / "ca.pem"),
+        )
+        one_error_line(refused)
+        assert refused.status == status.EXIT_UNREACHABLE, refused  # grpcio: UNAVAILABLE
     finally:
         server.terminate()
         server.wait(30)

@@ -3,6 +3,7 @@ needs, close it cleanly."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import click
@@ -36,7 +37,43 @@ def peer_certificate(der: bytes) -> dict[str, Any]:
     }
 
 
-def describe(opened_: Opened, health: str) -> dict[str, Any]:
+async def server_certificate(
+    target: Target, network: str, address: str, timeout: float = 10.0
+) -> bytes | None:
+    """A direct TLS server's certificate (DER), from a handshake of our own with the same CA and
+    client certificate as the connection (verified: a certificate that does not verify is not
+    reported)."""
+    import asyncio
+    import ssl
+
+    if target.tls is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=target.tls.ca_file)
+    context.set_alpn_protocols(["h2"])
+    if target.tls.cert_file and target.tls.key_file:
+        context.load_cert_chain(target.tls.cert_file, target.tls.key_file)
+    host = target.tls.server_name or (
+        "localhost" if network == "unix" else address.rpartition(":")[0]
+    )
+    if network == "unix":
+        opening = asyncio.open_unix_connection(address, ssl=context, server_hostname=host)
+    else:
+        name, _, port = address.rpartition(":")
+        opening = asyncio.open_connection(
+            name.strip("[]"), int(port), ssl=context, server_hostname=host.strip("[]")
+        )
+    _, writer = await asyncio.wait_for(opening, timeout)
+    try:
+        ssl_object = writer.get_extra_info("ssl_object")
+        der: bytes | None = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+        return der
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.wait_closed()
+
+
+def describe(opened_: Opened, health: str, peer_der: bytes | None = None) -> dict[str, Any]:
     """Everything ``inspect`` reports, as one JSON-ready object."""
     conn, target = opened_.conn, opened_.target
     line = conn.handshake_line
@@ -66,8 +103,9 @@ def describe(opened_: Opened, health: str) -> dict[str, Any]:
             "server_cert": line.server_cert_der is not None,
             "multiplex": line.multiplex,
         }
-        if line.server_cert_der is not None:
-            facts["tls"]["peer_certificate"] = peer_certificate(line.server_cert_der)
+        peer_der = line.server_cert_der
+    if peer_der is not None:
+        facts["tls"]["peer_certificate"] = peer_certificate(peer_der)
     return facts
 
 
@@ -144,7 +182,17 @@ def inspect_command(as_json: bool, **options: Any) -> None:
                     health = "SERVING"
                 except rpcplugin.PluginError as exc:
                     health = f"not healthy: {str(exc).splitlines()[0]}"
-                facts = describe(result, health)
+                peer_der = None
+                if target.kind == "address" and target.tls is not None:
+                    try:
+                        endpoint = result.conn.endpoint
+                        peer_der = await server_certificate(
+                            target, endpoint.network, endpoint.address
+                        )
+                    except (OSError, TimeoutError) as exc:
+                        progress.clear()
+                        click.echo(f"rpcplugin: warning: no server certificate: {exc}", err=True)
+                facts = describe(result, health, peer_der)
                 progress.show("closing…")
         finally:
             progress.clear()
