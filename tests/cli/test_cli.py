@@ -408,3 +408,15 @@ def test_logs_stops_cleanly_on_sigint(goplugin: str) -> None:
     assert process.returncode == 0, err
     assert err.splitlines()[0] == "# goplugin: its stderr and stdio until Ctrl-C"
     assert err.splitlines()[-1].startswith("# closed in") and "exit status 0" in err
+
+
+def test_logs_shows_grpc_stdio_output_and_python_log_lines() -> None:
+    plugin = Path(__file__).with_name("stdio_plugin.py")
+    cookie = ("--cookie-key", "CLI_STDIO_PLUGIN", "--cookie-value", "stdio")
+    # --for counts from the moment the plugin is ready; its output follows at once
+    run = run_cli("logs", "--for", "5", *cookie, "--", sys.executable, str(plugin))
+    assert run.status == 0, run
+    lines = run.stdout.splitlines()
+    assert "[stdout] a line on stdout" in lines and "[stderr] a line on stderr" in lines, run
+    assert any(x.endswith(" WARN  stdio-plugin: a warning attempt=2") for x in lines), run
+    assert not any(x.strip() in ("[stdout]", "[stderr]") for x in lines), "a line split in two"

@@ -53,12 +53,29 @@ class LineFormatter(logging.Formatter):
         return f"{stamp:%H:%M:%S.%f}"[:-3] + f" {coloured} {text}" + (f" {pairs}" if pairs else "")
 
 
-def _stdio(channel: str) -> Any:
-    def write(data: bytes) -> None:
-        for line in data.decode("utf-8", "replace").splitlines():
-            click.echo(paint(f"[{channel}]", "magenta") + f" {line}")
+class StdioLines:
+    """GRPCStdio chunks of one channel as ``[stdout] line`` output: chunks need not end at line
+    ends (``print`` writes the text and the newline apart), so a partial line waits for the
+    rest, or for :meth:`flush`."""
 
-    return write
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self._partial = ""
+
+    def __call__(self, data: bytes) -> None:
+        text = self._partial + data.decode("utf-8", "replace")
+        *lines, self._partial = text.split("\n")
+        for line in lines:
+            self._emit(line)
+
+    def flush(self) -> None:
+        """Write a last line that never got its newline."""
+        if self._partial:
+            self._emit(self._partial)
+            self._partial = ""
+
+    def _emit(self, line: str) -> None:
+        click.echo(paint(f"[{self.channel}]", "magenta") + f" {line.rstrip(chr(13))}")
 
 
 @cli.command("logs")
@@ -95,10 +112,9 @@ def logs_command(level: str, duration: float | None, **options: Any) -> None:
             paint(f"# {target.name}: its stderr and stdio until Ctrl-C", "dim", sys.stderr),
             err=True,
         )
+        stdout, stderr = StdioLines("stdout"), StdioLines("stderr")
         try:
-            async with opened(
-                target, stdout=_stdio("stdout"), stderr=_stdio("stderr"), logger=logger
-            ) as result:
+            async with opened(target, stdout=stdout, stderr=stderr, logger=logger) as result:
                 waits: list[Any] = [stop.wait()]
                 if result.conn.mode == "launched":
                     waits.append(result.conn.wait_exit())
@@ -106,6 +122,8 @@ def logs_command(level: str, duration: float | None, **options: Any) -> None:
                     waits.append(asyncio.sleep(duration))
                 await gather_first(*waits)
                 exited = result.conn.exit_error
+            stdout.flush()
+            stderr.flush()
             status = result.exit_status
             closed = f"# closed in {(result.close_seconds or 0) * 1000:.1f} ms"
             if status is not None:
