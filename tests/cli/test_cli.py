@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from rpcplugin.cli import status
-from rpcplugin.transport import free_tcp_port
 
 from .clikit import CALCULATOR_PROTO, GO_COOKIE, ROOT, Run, cli_env, run_cli
 
@@ -244,7 +244,9 @@ def test_call_against_a_direct_tls_address(calculator: tuple[str, ...], tmp_path
     for args in (("ca",), ("server", "localhost", "127.0.0.1"), ("client", "cli-test")):
         made = run_cli("certs", args[0], "--dir", str(pki), *args[1:])
         assert made.status == 0, made
-    port = free_tcp_port(None, None)
+    with socket.socket() as probe:  # a free port for the server (released before it binds)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     cookie, command = calculator[: calculator.index("--")], calculator[calculator.index("--") + 1 :]
     pythonpath = cookie[cookie.index("--env") + 1].partition("=")[2]
     server = subprocess.Popen(

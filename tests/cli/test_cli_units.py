@@ -139,3 +139,37 @@ def test_exit_statuses_are_documented_in_docs_cli() -> None:
     rows = dict(re.findall(r"^\| (\d+)(?:\+code)? \| `(EXIT_\w+)` \|", text, re.M))
     constants = {name: getattr(status, name) for name in dir(status) if name.startswith("EXIT_")}
     assert {name: int(number) for number, name in rows.items()} == constants
+
+
+def test_a_cookie_refusal_is_recognised_however_the_host_words_it() -> None:
+    from rpcplugin.errors import PluginExitedError
+
+    go_tail = (
+        "This binary is a plugin. These are not meant to be executed directly.\n"
+        "Please execute the program that consumes these plugins, which will\n"
+        "load any plugins automatically"
+    )
+    plain = PluginExitedError(
+        "plugin './p' exited before printing its handshake line", returncode=1, stderr_tail=go_tail
+    )
+    reworded = PluginExitedError(
+        "plugin 'p' refused the magic cookie: this host's handshake settings and the plugin's "
+        "differ",
+        returncode=1,
+        stderr_tail=go_tail,
+    )
+    for error in (plain, reworded):
+        failure = status.classify(error)
+        assert failure.status == status.EXIT_COOKIE
+        assert "refused the magic cookie" in str(failure) and "\n" not in str(failure)
+        assert str(failure).endswith(
+            "it says: This binary is a plugin. These are not meant to be executed directly."
+        )
+    crashed = PluginExitedError(
+        "plugin './p' exited before printing its handshake line",
+        returncode=2,
+        stderr_tail='panic: boom\n{"@level":"error","@message":"the last words"}',
+    )
+    failure = status.classify(crashed)
+    assert failure.status == status.EXIT_HANDSHAKE
+    assert str(failure).endswith("its last stderr line: the last words")

@@ -99,16 +99,21 @@ def classify(error: BaseException) -> CLIError:
             + one_line(error.details() or ""),
         )
     if isinstance(error, PluginExitedError):
+        text = str(error)
+        reworded = "refused the magic cookie" in text  # the host's own diagnosis, when it has one
+        before_handshake = reworded or "before printing its handshake line" in text
         refusal = _cookie_refusal(error.stderr_tail or "")
-        if "before printing its handshake line" in str(error) and refusal is not None:
-            return CLIError(
-                EXIT_COOKIE,
-                f"the plugin refused the magic cookie (check --host or --cookie-key/"
-                f"--cookie-value): {one_line(str(error), tail=False)}; it says: {refusal}",
-            )
-        if "before printing its handshake line" in str(error):
-            return CLIError(EXIT_HANDSHAKE, one_line(str(error)))
-        return CLIError(EXIT_PLUGIN_EXITED, one_line(str(error)))
+        if before_handshake and refusal is not None:
+            message = one_line(text, tail=False)
+            if not reworded:
+                message = (
+                    "the plugin refused the magic cookie (check --host or --cookie-key/"
+                    f"--cookie-value): {message}"
+                )
+            return CLIError(EXIT_COOKIE, f"{message}; it says: {refusal}")
+        if before_handshake:
+            return CLIError(EXIT_HANDSHAKE, one_line(text))
+        return CLIError(EXIT_PLUGIN_EXITED, one_line(text))
     if isinstance(error, VersionMismatchError):
         return CLIError(EXIT_VERSION, one_line(str(error), tail=False))
     if isinstance(error, HandshakeError | StartTimeoutError):
