@@ -27,6 +27,7 @@ async def reflecting_server(pb: SimpleNamespace) -> AsyncIterator[str]:
     names = [
         pb.v1.DESCRIPTOR.services_by_name["Conformance"].full_name,
         reflection.SERVICE_NAME,
+        "example.NoDescriptors",  # listed, as a hand-written service would be, but not described
     ]
     reflection.enable_server_reflection(names, server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -42,6 +43,9 @@ async def test_reflection_from_grpcio_server(reflecting_server: str) -> None:
         found = await schema.from_reflection(channel)
     assert found is not None and found.source == "reflection"
     assert found.user_services() == ["conformance.v1.Conformance"]
+    assert found.undescribed == ["example.NoDescriptors"]
+    with pytest.raises(CLIError, match="does not describe it: give its protos"):
+        found.find("example.NoDescriptors/Do")
     count = found.find("conformance.v1.Conformance/Count")
     assert (count.client_streaming, count.server_streaming) == (False, True)
     assert count.input.full_name == "conformance.v1.CountRequest"

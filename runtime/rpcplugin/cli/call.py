@@ -82,6 +82,7 @@ def services_command(
                     "source": schema.source,
                     "from": schema.detail,
                     "services": [_service_json(schema, s) for s in names],
+                    "undescribed": schema.undescribed,
                 }
             )
             return 0
@@ -93,6 +94,9 @@ def services_command(
         hidden = len(schema.services) - len(names)
         if hidden:
             click.echo(paint(f"# and {hidden} of go-plugin's own services (--all)", "dim"))
+        if schema.undescribed:
+            undescribed = ", ".join(schema.undescribed)
+            click.echo(paint(f"# listed, but not described by the plugin: {undescribed}", "dim"))
         return 0
 
     run(main)

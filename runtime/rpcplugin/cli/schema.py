@@ -98,6 +98,8 @@ class Schema:
     pool: descriptor_pool.DescriptorPool
     services: list[str] = field(default_factory=list)
     """Every service name, sorted (go-plugin's own included, when reflection lists them)."""
+    undescribed: list[str] = field(default_factory=list)
+    """Services reflection lists but cannot describe (no descriptors on the server's side)."""
 
     def methods(self, service: str) -> list[Method]:
         """The methods of ``service``, in declaration order."""
@@ -130,6 +132,12 @@ class Schema:
         else:
             service, name = "", spec
         if service:
+            if service in self.undescribed:
+                raise CLIError(
+                    EXIT_UNKNOWN_METHOD,
+                    f"the plugin serves {service!r} but its reflection does not describe it: "
+                    "give its protos with --proto",
+                )
             if service not in self.services:
                 known = ", ".join(self.user_services()) or "none"
                 raise CLIError(
@@ -279,8 +287,18 @@ async def from_reflection(channel: grpc.aio.Channel, timeout: float = 10.0) -> S
             raise
         pool = descriptor_pool.DescriptorPool()
         _add_in_order(pool, files)
-        return Schema("reflection", service, pool, sorted(names))
+        described = sorted(n for n in names if _describes(pool, n))
+        undescribed = sorted(set(names) - set(described))
+        return Schema("reflection", service, pool, described, undescribed)
     return None
+
+
+def _describes(pool: descriptor_pool.DescriptorPool, service: str) -> bool:
+    try:
+        pool.FindServiceByName(service)
+    except KeyError:
+        return False
+    return True
 
 
 async def _ask(call: Any, request: Any) -> Any:
