@@ -173,29 +173,23 @@ def inspect_command(as_json: bool, **options: Any) -> None:
 
     async def main() -> int:
         progress = Progress()
-        progress.show(f"launching {target.name}…" if target.kind == "launch" else "connecting…")
-        try:
-            async with opened(target, health_check=False) as result:
-                progress.show("checking health…")
+        async with opened(target, health_check=False) as result:
+            progress.show("checking health…")
+            try:
+                await result.conn.ping()
+                health = "SERVING"
+            except rpcplugin.PluginError as exc:
+                health = f"not healthy: {str(exc).splitlines()[0]}"
+            peer_der = None
+            if target.kind == "address" and target.tls is not None:
                 try:
-                    await result.conn.ping()
-                    health = "SERVING"
-                except rpcplugin.PluginError as exc:
-                    health = f"not healthy: {str(exc).splitlines()[0]}"
-                peer_der = None
-                if target.kind == "address" and target.tls is not None:
-                    try:
-                        endpoint = result.conn.endpoint
-                        peer_der = await server_certificate(
-                            target, endpoint.network, endpoint.address
-                        )
-                    except (OSError, TimeoutError) as exc:
-                        progress.clear()
-                        click.echo(f"rpcplugin: warning: no server certificate: {exc}", err=True)
-                facts = describe(result, health, peer_der)
-                progress.show("closing…")
-        finally:
+                    endpoint = result.conn.endpoint
+                    peer_der = await server_certificate(target, endpoint.network, endpoint.address)
+                except (OSError, TimeoutError) as exc:
+                    progress.clear()
+                    click.echo(f"rpcplugin: warning: no server certificate: {exc}", err=True)
             progress.clear()
+            facts = describe(result, health, peer_der)
         facts["close_to_reaped_ms"] = round((result.close_seconds or 0) * 1000, 1)
         facts["exit_status"] = result.exit_status
         if as_json:

@@ -114,7 +114,9 @@ def logs_command(level: str, duration: float | None, **options: Any) -> None:
         )
         stdout, stderr = StdioLines("stdout"), StdioLines("stderr")
         try:
-            async with opened(target, stdout=stdout, stderr=stderr, logger=logger) as result:
+            async with opened(
+                target, stdout=stdout, stderr=stderr, logger=logger, show_progress=False
+            ) as result:
                 waits: list[Any] = [stop.wait()]
                 if result.conn.mode == "launched":
                     waits.append(result.conn.wait_exit())

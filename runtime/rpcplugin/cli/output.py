@@ -49,10 +49,10 @@ def emit_json(value: Any, *, indent: int | None = 2) -> None:
 class Progress:
     """A one-line status on stderr while something slow happens; nothing when not a TTY."""
 
-    def __init__(self, stream: IO[str] | None = None) -> None:
+    def __init__(self, stream: IO[str] | None = None, *, enabled: bool = True) -> None:
         self._stream = stream or sys.stderr
         isatty = getattr(self._stream, "isatty", None)
-        self._on = bool(isatty and isatty())
+        self._on = enabled and bool(isatty and isatty())
         self._shown = False
 
     def show(self, text: str) -> None:

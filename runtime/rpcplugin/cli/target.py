@@ -228,8 +228,14 @@ async def opened(
     stdout: Callable[[bytes], object] | None = None,
     stderr: Callable[[bytes], object] | None = None,
     logger: logging.Logger | None = None,
+    show_progress: bool = True,
 ) -> AsyncIterator[Opened]:
-    """Open the target; on leaving, close it and record close → reaped."""
+    """Open the target; on leaving, close it and record close → reaped. A progress line on
+    stderr says what is going on meanwhile, when stderr is a terminal."""
+    from .output import Progress
+
+    progress = Progress(enabled=show_progress)
+    progress.show(f"launching {target.name}…" if target.kind == "launch" else "connecting…")
     started = time.monotonic()
     to_stderr = _write_to(sys.stderr)
     opening: rpcplugin.Opening[rpcplugin.PluginConnection]
@@ -268,13 +274,20 @@ async def opened(
             version=target.versions[0],
             health_check=health_check,
         )
-    conn = await opening
+    try:
+        conn = await opening
+    finally:
+        progress.clear()
     result = Opened(conn, target, time.monotonic() - started)
     try:
         yield result
     finally:
+        progress.show("closing…")
         closing = time.monotonic()
-        await conn.close()
+        try:
+            await conn.close()
+        finally:
+            progress.clear()
         result.close_seconds = time.monotonic() - closing
         result.exit_status = conn.returncode
 
