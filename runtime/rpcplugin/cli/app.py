@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 import click
 
 from .output import error_line
-from .status import EXIT_INTERRUPTED, EXIT_USAGE, CLIError, classify
+from .status import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, CLIError, classify
 
 
 def _version() -> str:
@@ -51,6 +51,11 @@ def run(coroutine: Callable[[], Coroutine[Any, Any, int | None]]) -> NoReturn:
         sys.exit(EXIT_INTERRUPTED)
     except click.exceptions.Exit:
         raise
+    except BrokenPipeError:  # `rpcplugin call ... | head -1`: the reader has all it wanted
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_FAILED)
     except Exception as exc:
         failure = classify(exc)
         error_line(str(failure))
