@@ -88,7 +88,7 @@ def test_without_click_the_command_says_what_to_install() -> None:
 
 def test_plugins_do_not_import_the_cli() -> None:
     code = (
-        "import rpcplugin, rpcplugin.server, sys; "
+        "import rpcplugin, rpcplugin.plugin.server, sys; rpcplugin.serve; "
         "print('rpcplugin.cli' in sys.modules, 'click' in sys.modules)"
     )
     result = subprocess.run(

@@ -21,8 +21,8 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from .. import certs as lib
 from ..errors import ConfigError, SecurityError
+from ..ops import certs as lib
 from .app import cli
 from .output import error_line
 from .status import EXIT_FAILED

@@ -22,7 +22,7 @@ def peer_certificate(der: bytes) -> dict[str, Any]:
     """Key type, curve, subject and validity of a DER certificate."""
     from cryptography import x509
 
-    from .. import certs
+    from ..ops import certs
 
     info = certs.describe(x509.load_der_x509_certificate(der))
     return {
