@@ -22,6 +22,7 @@ from .context import Context, Counts
 from .gen_suite import gen_suite
 from .go_suite import go_suite
 from .import_suite import import_suite
+from .pool_suite import pool_suite
 from .runtime_suites import calls_suite, cold_suite
 
 SUITES: dict[str, Callable[[Context], None]] = {
@@ -30,6 +31,7 @@ SUITES: dict[str, Callable[[Context], None]] = {
     "calls": calls_suite,
     "gen": gen_suite,
     "go": go_suite,
+    "pool": pool_suite,
 }
 DEFAULT_OUT = prep.BENCH / "results" / "latest.md"
 

@@ -36,6 +36,10 @@ class Counts:
     gen_rounds_synth: int = 3
     synth_files: int = 40
     go_rounds: int = 6
+    pool_rounds: int = 5
+    pool_hash_calls: int = 96
+    pool_conc: int = 8
+    pool_work_ms: float = 20.0
     warmup: int = 1
     """Unrecorded rounds first (hosts, page cache and channels warm up)."""
     minimal: int = 0
@@ -57,6 +61,10 @@ class Counts:
             gen_rounds_synth=1,
             synth_files=2,
             go_rounds=1,
+            pool_rounds=1,
+            pool_hash_calls=8,
+            pool_conc=4,
+            pool_work_ms=2.0,
             warmup=0,
             minimal=1,
         )

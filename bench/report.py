@@ -16,6 +16,7 @@ from . import prep
 from .context import SUBJECTS, Context
 from .gen_suite import GEN
 from .import_suite import IMPORTS
+from .pool_suite import POOL
 from .runtime_suites import CALLS, COLD, MEMORY, TLS
 from .stats import Ratio, Results, Row, difference, ratio
 
@@ -81,7 +82,8 @@ def machine(ctx: Context) -> list[tuple[str, str]]:
             "counts",
             f"cold {c.cold_rounds} rounds; calls {c.call_rounds} rounds × {c.unary_calls} unary / "
             f"{c.inflight_calls} in flight / {c.stream_msgs} streamed; imports {c.import_rounds}; "
-            f"generation {c.gen_rounds_typical} + {c.gen_rounds_synth}; go {c.go_rounds}",
+            f"generation {c.gen_rounds_typical} + {c.gen_rounds_synth}; go {c.go_rounds}; "
+            f"pool {c.pool_rounds} rounds × {c.pool_hash_calls} Hash",
         )
     )
     return rows
@@ -293,6 +295,26 @@ def goals(res: Results, ctx: Context) -> list[Goal]:
                 lambda v: f"{v - 50:.0f} ms over",
             )
         )
+    out.append(
+        _check(
+            "pool of 2 vs one plugin: CPU-bound throughput (issue 16)",
+            "≥ 1.7×",
+            rat(POOL, "CPU-bound throughput", "pool2", "one"),
+            lambda v: v >= 1.7,
+            "×",
+            pct_under(1.7),
+        )
+    )
+    out.append(
+        _check(
+            "pool of 2 vs one plugin: unary p50 (issue 16)",
+            "≤ 1.05×",
+            rat(POOL, "unary p50", "pool2", "one"),
+            lambda v: v <= 1.05,
+            "×",
+            pct_over(1.05),
+        )
+    )
     synth = next(
         (r for r in res.rows if r.section == GEN and r.measure.startswith("synthetic")), None
     )

@@ -18,6 +18,7 @@ Commands (``sid`` names a session, i.e. one launched plugin)::
         (CPU: "cpu_host", "cpu_plugin": CPU seconds of the host worker and of the plugin,
         all threads, during the timed part)
     {"op": "close", "sid": S}                   -> {"close": s, "gone": bool}
+    {"op": "pool_...", ...}                     (ours only: bench/pool_worker.py)
     {"op": "quit"}
 
 Errors come back as ``{"error": "..."}``; the worker keeps serving.
@@ -310,6 +311,7 @@ class Worker:
         env.pop("BENCH_TYPED_CLIENT", None)
         self.host = HOSTS[impl](env, self.pb)
         self.sessions: dict[str, Session] = {}
+        self.pools: Any = None
         self.cpu: dict[str, float] = {}
         self._marks = (0.0, 0.0)
 
@@ -326,6 +328,13 @@ class Worker:
 
     async def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
         op = cmd["op"]
+        if op.startswith("pool_"):
+            if self.pools is None:
+                from .pool_worker import PoolCommands
+
+                self.pools = PoolCommands(self.host.env, self.pb)
+            reply: dict[str, Any] = await self.pools.handle(cmd)
+            return reply
         if op == "open":
             return await self.open(cmd["sid"], cmd["tls"])
         session = self.sessions[cmd["sid"]]
@@ -418,6 +427,11 @@ class Worker:
         return elapsed
 
     async def shutdown(self) -> None:
+        if self.pools is not None:
+            try:
+                await self.pools.shutdown()
+            except Exception:
+                traceback.print_exc()
         for sid in list(self.sessions):
             try:
                 await self.sessions.pop(sid).close()

@@ -36,8 +36,16 @@ def test_bench_smoke(tmp_path: Path) -> None:
         "## TLS paths",
         "## Generation, end to end",
         "## Where our import time goes",
+        "## Pool of launched plugins",
     ):
         assert heading in text, f"{heading!r} missing from the results:\n{text}"
     assert "| failed |" not in text, text
-    for subject in ("bare grpcio floor", "rpcplugin (ours)", "grpc_tools.protoc + mypy-protobuf"):
+    for subject in (
+        "bare grpcio floor",
+        "rpcplugin (ours)",
+        "grpc_tools.protoc + mypy-protobuf",
+        "pool of 2",
+        "pool of 4",
+        "round_robin channel over the same 2",
+    ):
         assert subject in text, f"{subject!r} missing from the results:\n{text}"

@@ -186,3 +186,61 @@ def test_method_paths_are_checked() -> None:
         Method("t.S/Echo", RpcKind.UNARY, w.StringValue, w.StringValue)
     assert ECHO.name == "Echo"
     assert "UNARY" in repr(ECHO)
+
+
+class Target(Conn):
+    """A picked target: its channel, an explain_failure and a track hook, all recorded."""
+
+    def __init__(self, channel: grpc.aio.Channel, name: str) -> None:
+        super().__init__(channel)
+        self.name = name
+        self.tracked: list[object] = []
+
+    async def explain_failure(self, error: grpc.aio.AioRpcError) -> BaseException | None:
+        return LookupError(f"explained by {self.name}: {error.code().name}")
+
+    def track(self, call: object) -> None:
+        self.tracked.append(call)
+
+
+class Picker:
+    """Like a pool: picks a target per call, here in turn."""
+
+    def __init__(self, *targets: Target) -> None:
+        self.targets = targets
+        self.picks: list[str] = []
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        return self.targets[0].channel
+
+    def pick_channel(self) -> Target:
+        target = self.targets[len(self.picks) % len(self.targets)]
+        self.picks.append(target.name)
+        return target
+
+    def __repr__(self) -> str:
+        return "<Picker>"
+
+
+async def test_a_picker_is_asked_once_per_call_and_its_pick_explains_and_tracks(
+    channel: grpc.aio.Channel,
+) -> None:
+    a, b = Target(channel, "a"), Target(channel, "b")
+    picker = Picker(a, b)
+    caller = Caller(picker, CallOptions(timeout=5))
+    assert (await caller.unary(ECHO, w.StringValue(value="v"))).value == "v|"
+    assert [r.value async for r in caller.server_stream(TICKS, w.Int64Value(value=3))] == [0, 1, 2]
+    assert (await caller.client_stream(ADD, [w.Int64Value(value=2)])).value == 2
+    assert [r.value async for r in caller.bidi_stream(TALK, [w.StringValue(value="x")])] == ["xx"]
+    assert picker.picks == ["a", "b", "a", "b"]  # one pick per call, a stream's included
+    assert (len(a.tracked), len(b.tracked)) == (2, 2)
+    assert all(call.done() for call in a.tracked + b.tracked)  # type: ignore[attr-defined]
+
+    with pytest.raises(LookupError, match="explained by a: DEADLINE_EXCEEDED"):
+        await caller.with_options(timeout=0.05).unary(SLOW, w.StringValue())
+    assert picker.picks[-1] == "a"
+    client = Client(picker)
+    assert repr(client) == "Client(<Picker>)"
+    with pytest.raises(LookupError, match="explained by b"):
+        await client.with_options(timeout=0.05)._caller.unary(SLOW, w.StringValue())

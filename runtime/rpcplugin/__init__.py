@@ -1,6 +1,7 @@
 """rpcplugin: Python plugins and hosts that speak HashiCorp go-plugin's gRPC protocol.
 
-Plugin side: :func:`serve`. Host side: :func:`launch`, :func:`reattach`, :func:`connect`.
+Plugin side: :func:`serve`. Host side: :func:`launch`, :func:`launch_pool`, :func:`reattach`,
+:func:`connect`.
 Generated packages (``rpcplugin-gen``) import this runtime and nothing from the generator: only
 these top-level names and the two contract modules :mod:`rpcplugin.calls` (clients) and
 :mod:`rpcplugin.servicer` (servicers and bindings). The subpackages (``plugin``, ``host``,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from .host.connection import PluginConnection, PluginExitedDuringCall
     from .host.launcher import LaunchOptions, launch
     from .host.opening import Opening
+    from .host.pool import MemberInfo, PluginPool, RestartPolicy, launch_pool
     from .host.reattach_config import ReattachConfig, parse_reattach
     from .plugin.server import serve, serve_async
     from .plugin.stdout_guard import guard_stdout
@@ -63,6 +65,10 @@ _LAZY = {
     "launch": "host.launcher",
     "LaunchOptions": "host.launcher",
     "reattach": "host.attach",
+    "MemberInfo": "host.pool",
+    "PluginPool": "host.pool",
+    "RestartPolicy": "host.pool",
+    "launch_pool": "host.pool",
     "guard_stdout": "plugin.stdout_guard",
     "ReattachConfig": "host.reattach_config",
     "parse_reattach": "host.reattach_config",
@@ -96,6 +102,7 @@ __all__ = [
     "HandshakeLine",
     "HasChannel",
     "LaunchOptions",
+    "MemberInfo",
     "Metadata",
     "Opening",
     "PluginBinding",
@@ -103,7 +110,9 @@ __all__ = [
     "PluginError",
     "PluginExitedDuringCall",
     "PluginExitedError",
+    "PluginPool",
     "ReattachConfig",
+    "RestartPolicy",
     "SecurityError",
     "ServerStream",
     "StartTimeoutError",
@@ -117,6 +126,7 @@ __all__ = [
     "current_call",
     "guard_stdout",
     "launch",
+    "launch_pool",
     "parse_reattach",
     "reattach",
     "serve",

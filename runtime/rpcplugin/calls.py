@@ -16,12 +16,18 @@ Failed calls raise ``grpc.aio.AioRpcError`` (a ``grpc.RpcError`` with ``code()``
 ``details()``). When the channel's source can explain a failure (a launched plugin's
 connection knows when its process died), the explanation is raised instead: for a plugin
 that exited mid-call, a ``PluginExitedDuringCall``, which is also an ``AioRpcError``.
+
+A channel source may also choose the channel per call (:class:`ChannelPicker`, the pool
+``rpcplugin.launch_pool`` yields): the client then asks it once per call, and once per stream
+(a stream stays on the channel it started on), and explains a failure with the picked target's
+own ``explain_failure``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -33,7 +39,7 @@ from collections.abc import (
     Sequence,
 )
 from types import TracebackType
-from typing import Any, Final, Generic, Protocol, Self, TypeAlias, TypeVar, final
+from typing import Any, Final, Generic, Protocol, Self, TypeAlias, TypeVar, cast, final
 
 import grpc
 import grpc.aio
@@ -45,6 +51,7 @@ __all__ = [
     "CallOptions",
     "Caller",
     "ChannelLike",
+    "ChannelPicker",
     "ClientBase",
     "HasChannel",
     "Metadata",
@@ -53,6 +60,7 @@ __all__ = [
     "ServerStream",
     "Unset",
     "channel_of",
+    "picker_of",
 ]
 
 ReqT = TypeVar("ReqT", bound=Message)
@@ -90,6 +98,28 @@ async def _explained(explain: Explainer | None, error: grpc.aio.AioRpcError) -> 
         return error
     better = await explain(error)
     return error if better is None else better
+
+
+class ChannelPicker(Protocol):
+    """A channel source that chooses where each call goes, such as the pool
+    ``rpcplugin.launch_pool`` yields. Generated clients call :meth:`pick_channel` once per
+    call (once per stream) instead of using one fixed channel.
+
+    The picked object's ``explain_failure`` explains that call's failure; if it has a callable
+    ``track``, it is given each ``grpc.aio`` call made on it as soon as it starts (the pool
+    counts the calls in flight on each member with ``call.add_done_callback``).
+    """
+
+    def pick_channel(self) -> ChannelLike:
+        """The channel, or the object carrying it (and its ``explain_failure``), for one call.
+        May raise a documented error (e.g. ``TransportError`` when nothing can take the call)."""
+        ...
+
+
+def picker_of(target: ChannelLike) -> ChannelPicker | None:
+    """``target`` itself if it picks a channel per call (has a callable ``pick_channel``)."""
+    pick = getattr(target, "pick_channel", None)
+    return cast(ChannelPicker, target) if callable(pick) else None
 
 
 def channel_of(target: ChannelLike) -> grpc.aio.Channel:
@@ -189,12 +219,16 @@ def _sync_or_async(
 
 @final
 class Caller:
-    """Makes the four kinds of typed calls on one channel with default :class:`CallOptions`."""
+    """Makes the four kinds of typed calls on one channel with default :class:`CallOptions`.
 
-    __slots__ = ("_callables", "_channel", "_explain", "options")
+    Given a :class:`ChannelPicker`, it asks the picker for a target on every call instead.
+    """
+
+    __slots__ = ("_callables", "_channel", "_explain", "_picker", "options")
 
     def __init__(self, channel: ChannelLike, options: CallOptions | None = None) -> None:
-        self._channel = channel_of(channel)
+        self._picker = picker_of(channel)
+        self._channel: grpc.aio.Channel | None = None if self._picker else channel_of(channel)
         self._explain = explainer_of(channel)
         self.options = options or CallOptions()
         # grpc multicallables are cheap but not free; one per method per channel.
@@ -202,7 +236,14 @@ class Caller:
 
     @property
     def channel(self) -> grpc.aio.Channel:
+        """The channel calls go to (with a picker: the one it picks now)."""
+        if self._channel is None:
+            assert self._picker is not None
+            return channel_of(self._picker.pick_channel())
         return self._channel
+
+    def _describe(self) -> object:
+        return self._picker if self._picker is not None else self._channel
 
     def with_options(
         self,
@@ -213,6 +254,7 @@ class Caller:
         """A caller on the same channel with other defaults."""
         clone = Caller.__new__(Caller)
         clone._channel = self._channel
+        clone._picker = self._picker
         clone._explain = self._explain
         clone._callables = self._callables
         clone.options = CallOptions(
@@ -221,22 +263,22 @@ class Caller:
         )
         return clone
 
-    def _callable(self, method: Method[Any, Any]) -> Any:
-        found = self._callables.get(method.path)
-        if found is None:
-            make = {
-                RpcKind.UNARY: self._channel.unary_unary,
-                RpcKind.SERVER_STREAM: self._channel.unary_stream,
-                RpcKind.CLIENT_STREAM: self._channel.stream_unary,
-                RpcKind.BIDI_STREAM: self._channel.stream_stream,
-            }[method.kind]
-            found = make(
-                method.path,
-                request_serializer=method.request_type.SerializeToString,
-                response_deserializer=method.response_type.FromString,
-            )
-            self._callables[method.path] = found
-        return found
+    def _route(self, method: Method[Any, Any]) -> tuple[Any, Explainer | None]:
+        """The multicallable for one call of ``method`` and who explains its failure."""
+        if self._picker is None:
+            found = self._callables.get(method.path)
+            if found is None:
+                assert self._channel is not None
+                found = self._callables[method.path] = _multicallable(self._channel, method)
+            return found, self._explain
+        # a picked channel changes from call to call (and members come and go): making the
+        # multicallable costs well under a microsecond, so none is kept
+        target = self._picker.pick_channel()
+        make = _multicallable(channel_of(target), method)
+        track = getattr(target, "track", None)
+        if callable(track):
+            make = functools.partial(_tracked, make, track)
+        return make, explainer_of(target)
 
     async def unary(
         self,
@@ -248,13 +290,14 @@ class Caller:
     ) -> RespT:
         """One request (``None``: the default message), one response."""
         timeout, pairs = self.options.merge(timeout, metadata)
-        call: grpc.aio.UnaryUnaryCall[ReqT, RespT] = self._callable(method)(
+        make, explain = self._route(method)
+        call: grpc.aio.UnaryUnaryCall[ReqT, RespT] = make(
             method.request_type() if request is None else request, timeout=timeout, metadata=pairs
         )
         try:
             return await call
         except grpc.aio.AioRpcError as error:
-            raise await _explained(self._explain, error) from None
+            raise await _explained(explain, error) from None
 
     def server_stream(
         self,
@@ -266,10 +309,11 @@ class Caller:
     ) -> ServerStream[RespT]:
         """One request (``None``: the default message), a stream of responses; starts at once."""
         timeout, pairs = self.options.merge(timeout, metadata)
-        call: grpc.aio.UnaryStreamCall[ReqT, RespT] = self._callable(method)(
+        make, explain = self._route(method)
+        call: grpc.aio.UnaryStreamCall[ReqT, RespT] = make(
             method.request_type() if request is None else request, timeout=timeout, metadata=pairs
         )
-        return ServerStream(call, self._explain)
+        return ServerStream(call, explain)
 
     async def client_stream(
         self,
@@ -281,13 +325,14 @@ class Caller:
     ) -> RespT:
         """A stream of requests (a list or an async iterable), one response."""
         timeout, pairs = self.options.merge(timeout, metadata)
-        call: grpc.aio.StreamUnaryCall[ReqT, RespT] = self._callable(method)(
+        make, explain = self._route(method)
+        call: grpc.aio.StreamUnaryCall[ReqT, RespT] = make(
             _sync_or_async(requests), timeout=timeout, metadata=pairs
         )
         try:
             return await call
         except grpc.aio.AioRpcError as error:
-            raise await _explained(self._explain, error) from None
+            raise await _explained(explain, error) from None
 
     def bidi_stream(
         self,
@@ -300,10 +345,29 @@ class Caller:
         """Streams both ways. Without ``requests``, send with :meth:`BidiStream.send`."""
         timeout, pairs = self.options.merge(timeout, metadata)
         source = None if requests is None else _sync_or_async(requests)
-        call: grpc.aio.StreamStreamCall[ReqT, RespT] = self._callable(method)(
-            source, timeout=timeout, metadata=pairs
-        )
-        return BidiStream(call, self._explain, interactive=requests is None)
+        make, explain = self._route(method)
+        call: grpc.aio.StreamStreamCall[ReqT, RespT] = make(source, timeout=timeout, metadata=pairs)
+        return BidiStream(call, explain, interactive=requests is None)
+
+
+def _tracked(make: Any, track: Callable[[Any], object], *args: Any, **kwargs: Any) -> Any:
+    call = make(*args, **kwargs)
+    track(call)
+    return call
+
+
+def _multicallable(channel: grpc.aio.Channel, method: Method[Any, Any]) -> Any:
+    make = {
+        RpcKind.UNARY: channel.unary_unary,
+        RpcKind.SERVER_STREAM: channel.unary_stream,
+        RpcKind.CLIENT_STREAM: channel.stream_unary,
+        RpcKind.BIDI_STREAM: channel.stream_stream,
+    }[method.kind]
+    return make(
+        method.path,
+        request_serializer=method.request_type.SerializeToString,
+        response_deserializer=method.response_type.FromString,
+    )
 
 
 class ClientBase:
@@ -339,7 +403,7 @@ class ClientBase:
         return clone
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._caller.channel!r})"
+        return f"{type(self).__name__}({self._caller._describe()!r})"
 
 
 class _Stream(Generic[RespT]):

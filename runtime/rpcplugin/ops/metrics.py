@@ -17,7 +17,8 @@ Two implementations come with the runtime:
 
 Plugin start-up time and restarts are metrics too: the host reports how long each launch took
 from exec to a healthy plugin (:meth:`Metrics.plugin_started`), and an implementation counts a
-second start of the same plugin name as a restart. (The runtime itself never restarts a plugin.)
+second start of the same plugin name as a restart. (The runtime restarts plugins only in a pool,
+``rpcplugin.launch_pool``, whose members are named ``name#index``.)
 
 Byte counts are exact on the server side (the serialized messages). On the client side they are
 the protobuf sizes of unary requests and responses and of request iterables; messages of a
@@ -89,6 +90,8 @@ class InMemoryMetrics(Metrics):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.calls: Counter[tuple[Side, str]] = Counter()
+        self.calls_by_plugin: Counter[tuple[Side, str]] = Counter()
+        """Calls by ``(side, plugin)``: per member of a pool (``name#index``), for one."""
         self.errors: Counter[tuple[Side, str, str]] = Counter()
         """Calls that did not end OK, by ``(side, method, status code name)``."""
         self.latency_ms: dict[tuple[Side, str], Histogram] = {}
@@ -102,6 +105,7 @@ class InMemoryMetrics(Metrics):
         key = (call.side, call.full_method)
         with self._lock:
             self.calls[key] += 1
+            self.calls_by_plugin[(call.side, call.plugin)] += 1
             if call.code != grpc.StatusCode.OK:
                 self.errors[(call.side, call.full_method, call.code.name)] += 1
             self.latency_ms.setdefault(key, Histogram()).observe(call.seconds * 1000)
@@ -121,6 +125,7 @@ class InMemoryMetrics(Metrics):
         with self._lock:
             return {
                 "calls": {f"{s} {m}": n for (s, m), n in self.calls.items()},
+                "calls_by_plugin": {f"{s} {p}": n for (s, p), n in self.calls_by_plugin.items()},
                 "errors": {f"{s} {m} {c}": n for (s, m, c), n in self.errors.items()},
                 "latency_ms": {
                     f"{s} {m}": {"count": h.count, "sum": h.total, "buckets": list(h.counts)}
