@@ -43,7 +43,7 @@ def test_wrong_cookie_exits_1(launch: Launcher) -> None:
     assert_one_line_exit(plugin, 1, COOKIE_KEY)
 
 
-# ---- PLUGIN_PROTOCOL_VERSIONS: warn, then announce the lowest version (§3.4) ----
+# ---- PLUGIN_PROTOCOL_VERSIONS: warn, then announce the lowest version (docs/protocol.md §3.3) ----
 
 
 @pytest.mark.parametrize(
