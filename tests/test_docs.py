@@ -8,7 +8,8 @@
   ``<!-- illustrative -->`` (a fragment that is not meant to run on its own).
 * No tracked file points at a file outside the repository: not by name (the notes kept next to
   it), not by a relative path or link that climbs out of it. docs/protocol.md is where the
-  protocol is written down.
+  protocol is written down; the sections cited as ``docs/protocol.md §N`` exist, and so do the
+  headings that links point at (``page.md#anchor``).
 """
 
 from __future__ import annotations
@@ -206,3 +207,43 @@ def test_outside_references_are_found(tmp_path: Path, name: str, text: str) -> N
 )
 def test_references_inside_the_repository_pass(tmp_path: Path, name: str, text: str) -> None:
     assert outside_references(tmp_path / name, text, root=tmp_path) == []
+
+
+def _anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces to
+    hyphens, ``-1``, ``-2``... for repeats."""
+    seen: dict[str, int] = {}
+    anchors = set()
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    for heading in re.findall(r"^#{1,6}\s+(.+?)\s*#*$", text, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        anchors.add(slug if count == 0 else f"{slug}-{count}")
+    return anchors
+
+
+def test_links_to_headings_exist() -> None:
+    for page in PAGES:
+        for target, anchor in re.findall(r"\]\(([^)#:]*)#([^)]+)\)", page.read_text()):
+            linked = page if not target else (page.parent / target)
+            if linked.suffix != ".md":
+                continue
+            assert anchor in _anchors(linked), (
+                f"{page.relative_to(ROOT)} links to {target}#{anchor}"
+            )
+
+
+def test_citations_of_protocol_sections_exist() -> None:
+    """``docs/protocol.md §N.M`` in code and docs names a numbered heading of that page."""
+    numbers = {
+        m.group(1)
+        for m in re.finditer(
+            r"^#+\s+(\d+(?:\.\d+)?)\.?\s", (DOCS / "protocol.md").read_text(), re.M
+        )
+    }
+    cited = re.compile(r"protocol\.md,? §(\d+(?:\.\d+)?)")
+    for path in _tracked_files():
+        text = _text(path)
+        for number in cited.findall(text or ""):
+            assert number in numbers, f"{path.relative_to(ROOT)} cites docs/protocol.md §{number}"
