@@ -247,3 +247,26 @@ def test_citations_of_protocol_sections_exist() -> None:
         text = _text(path)
         for number in cited.findall(text or ""):
             assert number in numbers, f"{path.relative_to(ROOT)} cites docs/protocol.md §{number}"
+
+
+def test_the_checklist_names_test_files_that_exist() -> None:
+    """Every checklist row of docs/protocol.md says where it is tested: the files exist, and each
+    one names the ID (a ``test_p18_...`` function, a ``P18`` in its text, or ``p15_p19`` in its
+    file name)."""
+    text = (DOCS / "protocol.md").read_text()
+    rows = re.findall(r"^\| ([PH])(\d\d) \|.*\| (.*) \|$", text, re.M)
+    assert len(rows) == 32 + 9, "the checklist has a row per P and H line"
+    for side, number, where in rows:
+        files = re.findall(r"`([a-z_/]*test_[a-z0-9_]+\.py)`", where)
+        if not files:
+            assert "not yet" in where, f"{side}{number} says neither where nor why not"
+            continue
+        for name in files:
+            path = ROOT / name if name.startswith("tests/") else ROOT / "tests" / name
+            assert path.is_file(), f"docs/protocol.md names {name}, which does not exist"
+            ranges = re.findall(rf"{side.lower()}(\d\d)_{side.lower()}(\d\d)", path.name)
+            covered = any(int(low) <= int(number) <= int(high) for low, high in ranges)
+            named = re.search(
+                rf"test_\w*{side.lower()}{number}_|\b{side}{number}\b", path.read_text()
+            )
+            assert covered or named, f"{name} does not mention {side}{number}"

@@ -3,7 +3,8 @@
 Each case: its own clear one-line message on stderr naming the variable and the value, the
 right exit status (1 cookie, 2 setting, 3 PLUGIN_CLIENT_CERT, 4 no listener), nothing on
 stdout, and no socket file left behind (the ``launch`` fixture checks every socket directory
-the plugin was given once it is gone).
+the plugin was given once it is gone). P17: forcing grpcio's TLS on a P-521 host certificate
+is refused (exit 2), never weakened.
 """
 
 from __future__ import annotations
