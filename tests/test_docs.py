@@ -187,6 +187,7 @@ UP = "../"  # spelt so, the samples below do not trip the check on this very fil
         ("tests/x.py", f"# from {UP}{UP}elsewhere/y.txt"),
         ("tests/x.py", f"# {UP}" + "shared/x"),
     ],
+    ids=lambda value: value if " " not in value else "sample",
 )
 def test_outside_references_are_found(tmp_path: Path, name: str, text: str) -> None:
     assert outside_references(tmp_path / name, text, root=tmp_path) != []
