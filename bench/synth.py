@@ -1,4 +1,4 @@
-"""The synthetic proto set the generation benchmark runs on (GENERATOR-NOTES §5's "synth").
+"""The synthetic proto set the generation benchmark runs on ("synth").
 
 40 files in 40 packages (``synth/pNN/v1/pNN.proto``), 30 messages each (25 top-level, 5 nested:
 1,200 in all), one enum each, two services of 5 RPCs each (400 RPCs: 100 each of unary,

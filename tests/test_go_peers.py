@@ -221,7 +221,7 @@ def test_handshake_rewrites(template: str, automtls: bool, message: str) -> None
 
 
 def test_cert_without_automtls_crashes_go_plugin_1_0_1_host() -> None:
-    """PROTOCOL.md 3.3 step 8: a cert in field 6 to a host without TLS is a nil deref."""
+    """A cert in field 6 to a host without TLS: go-plugin 1.0.1 dereferences a nil TLS config."""
     run = run_go_host(plugin(), "-env", "PLUGIN_CLIENT_CERT=not a pem")
     assert run.returncode == 1, run
     err = run.one("error")

@@ -1,4 +1,4 @@
-"""The handshake line and version negotiation (PROTOCOL.md §3), both directions."""
+"""The handshake line and version negotiation (docs/protocol.md §3), both directions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""hclog lines: what our plugins write and what our host reads (PROTOCOL.md §6.5, P28, H07)."""
+"""hclog lines: what our plugins write and what our host reads (docs/protocol.md §7.3, P28, H07)."""
 
 from __future__ import annotations
 

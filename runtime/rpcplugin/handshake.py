@@ -1,7 +1,7 @@
 """The handshake: magic cookie, app protocol version negotiation and the one stdout line.
 
-The line is ``CORE|APP|NETWORK|ADDRESS|PROTOCOL|SERVER_CERT[|MUX]`` (PROTOCOL.md §3). This module
-formats it on the plugin side and parses and validates it on the host side, exactly as
+The line is ``CORE|APP|NETWORK|ADDRESS|PROTOCOL|SERVER_CERT[|MUX]`` (docs/protocol.md §3). This
+module formats it on the plugin side and parses and validates it on the host side, exactly as
 go-plugin's host does, so both sides share one definition.
 """
 
@@ -74,7 +74,7 @@ class HandshakeLine:
 
     @classmethod
     def parse(cls, raw: str | bytes, *, host_versions: Collection[int]) -> HandshakeLine:
-        """Parse and validate a handshake line the way go-plugin's host does (PROTOCOL.md §3.3).
+        """Parse and validate a handshake line as go-plugin's host does (docs/protocol.md §3.4).
 
         Accepts 5 to 7 fields, ignores a field 6 of 50 characters or fewer, decodes it as
         unpadded base64 DER, and checks the core version, the app version (must be one of
@@ -180,7 +180,7 @@ def decode_cert_field(field: str, line: str = "") -> bytes:
 
 
 def negotiate_version(offered: Iterable[int] | None, supported: Collection[int]) -> int:
-    """Pick the app protocol version a plugin announces (PROTOCOL.md §3.4).
+    """Pick the app protocol version a plugin announces (docs/protocol.md §3.3).
 
     The highest version in ``supported`` that the host also offers; when there is none (or
     the host offered nothing), the plugin's *lowest* version, so the host can reject it with

@@ -1,4 +1,4 @@
-"""go-plugin's log line format (hclog), both ways (PROTOCOL.md §6.5).
+"""go-plugin's log line format (hclog), both ways (docs/protocol.md §7.3).
 
 Plugin side: :class:`HclogFormatter` renders :mod:`logging` records as hclog JSON objects whose
 ``@level``, ``@message`` and ``@timestamp`` are always strings (a non-string value crashes a Go

@@ -1,6 +1,6 @@
 """The broker between real processes: a Python host (``rpcplugin.launch``) and a go-plugin 1.0.1
 host (``tests/go/src/brokerhost``) with the Python plugin ``broker_plugin.py``, both
-directions, with AutoMTLS (grpcio's TLS and the OpenSSL relay) and in plaintext.
+directions, with AutoMTLS (grpcio's TLS and the OpenSSL relay) and in plaintext (P18, P23).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """GRPCBroker in one process: two brokers wired back to back, as the broker stream would.
 
-Covers §5.5 and P18/P23: IDs, accept/dial in both TLS stacks, the 5 s rules (with short
-timeouts), listeners under P11–P13, certificate checks that refuse strangers, and cleanup.
+Covers docs/protocol.md §6.4 and P18/P23: IDs, accept/dial in both TLS stacks, the 5 s rules
+(with short timeouts), listeners under P11–P13, certificate checks that refuse strangers, and
+cleanup.
 """
 
 from __future__ import annotations

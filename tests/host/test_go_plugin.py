@@ -2,6 +2,9 @@
 
 go-plugin 1.0.1 ignores ``PLUGIN_UNIX_SOCKET_DIR``: its sockets go to the temp dir, so these
 tests check the announced socket path itself (``socket_gone``) rather than ``sock_dir``.
+
+Lines of docs/protocol.md §10 shown against it: H04 (its P-521 certificate, through the OpenSSL
+relay), H06 (close), H07 (its hclog lines) and H08 (reattach to its debug mode).
 """
 
 from __future__ import annotations

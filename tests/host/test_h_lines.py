@@ -1,6 +1,7 @@
-"""PROTOCOL.md §10 host lines, one section each: H01 environment, H02/H03 the handshake line,
-H04 AutoMTLS (our certificate, pinning theirs), H06 close, H08 reattach, H09 checksums.
-(H05 stdio/broker streams and H07 stderr parsing: ``test_python_plugin.py``, ``test_go_plugin.py``.)
+"""The host lines of docs/protocol.md §10, one section each: H01 environment, H02/H03 the
+handshake line, H04 AutoMTLS (our certificate, pinning theirs), H05 the stdio and broker streams,
+H06 close, H08 reattach, H09 checksums. (More of H05, and H07 stderr parsing:
+``test_python_plugin.py``, ``test_go_plugin.py``.)
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Plugins that misbehave: each becomes the right exception, in bounded time, and leaves no
 process, descriptor or socket behind (the autouse ``no_leaks`` fixture checks the last part).
 
-The plugin is ``tests/peers/misbehaving.py``; its mode is chosen by argv.
+The plugin is ``tests/peers/misbehaving.py``; its mode is chosen by argv. Handshake lines that
+must be refused (H02) and closes that must stay bounded (H06).
 """
 
 from __future__ import annotations

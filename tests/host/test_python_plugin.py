@@ -1,5 +1,6 @@
 """The Python host driving the project's own Python plugin (``rpcplugin.serve``,
-``tests/host/served_plugin.py``): unix and tcp, TLS off / grpcio / OpenSSL, stdio, logs."""
+``tests/host/served_plugin.py``): unix and tcp, TLS off / grpcio / OpenSSL, stdio (H05), logs
+(H07), reattach (H08)."""
 
 from __future__ import annotations
 

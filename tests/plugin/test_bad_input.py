@@ -3,7 +3,8 @@
 Each case: its own clear one-line message on stderr naming the variable and the value, the
 right exit status (1 cookie, 2 setting, 3 PLUGIN_CLIENT_CERT, 4 no listener), nothing on
 stdout, and no socket file left behind (the ``launch`` fixture checks every socket directory
-the plugin was given once it is gone).
+the plugin was given once it is gone). P17: forcing grpcio's TLS on a P-521 host certificate
+is refused (exit 2), never weakened.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def test_wrong_cookie_exits_1(launch: Launcher) -> None:
     assert_one_line_exit(plugin, 1, COOKIE_KEY)
 
 
-# ---- PLUGIN_PROTOCOL_VERSIONS: warn, then announce the lowest version (§3.4) ----
+# ---- PLUGIN_PROTOCOL_VERSIONS: warn, then announce the lowest version (docs/protocol.md §3.3) ----
 
 
 @pytest.mark.parametrize(

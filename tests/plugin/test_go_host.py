@@ -3,7 +3,8 @@ conformance plugin: unix and tcp, AutoMTLS on and off, version negotiation, all 
 plus a >4 MiB payload, and a graceful kill (Shutdown, exit < 2 s, socket gone).
 
 With AutoMTLS the host's certificate is P-521/SHA-512 under TLS 1.3, so these runs go through
-the runtime's OpenSSL relay (P15/P17 against the real thing).
+the runtime's OpenSSL relay (P15/P17 against the real thing). Also P02 (stray prints), P05
+(negotiation), P22 (a 1.0.1 host never reads stdio) and P32 (reattach to debug mode).
 """
 
 from __future__ import annotations

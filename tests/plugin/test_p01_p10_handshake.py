@@ -1,4 +1,4 @@
-"""PROTOCOL.md §10 P01–P10: startup and the handshake line, checked on the raw process."""
+"""docs/protocol.md §3, P01–P10: startup and the handshake line, checked on the raw process."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PROTOCOL.md §10 P11–P14: where and how the plugin listens."""
+"""docs/protocol.md §4, P11–P14: where and how the plugin listens."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PROTOCOL.md §10 P15–P19: AutoMTLS that really is mutual, on both TLS backends.
+"""docs/protocol.md §5, P15–P19: AutoMTLS that really is mutual, on both TLS backends.
 
 The backends: grpcio's own TLS (chosen for a P-256 host certificate, like our Python host's)
 and the OpenSSL relay (chosen for a P-521 host certificate, like every go-plugin host's). The

@@ -1,4 +1,4 @@
-"""PROTOCOL.md §10 P20–P26: the services every go-plugin host expects, called with hand-encoded
+"""docs/protocol.md §6, P20–P26: the services every go-plugin host expects, called with hand-encoded
 bytes on their exact method paths."""
 
 from __future__ import annotations
@@ -277,7 +277,7 @@ def test_p24_runtime_protos_match_go_plugin_1_0_1(tmp_path: Path) -> None:
             assert {(f.name, f.number, f.type) for f in message.field} <= mine_fields
 
 
-def test_p24_stdio_proto_matches_protocol_md(tmp_path: Path) -> None:
+def test_p24_stdio_proto_has_go_plugins_names_and_numbers(tmp_path: Path) -> None:
     (stdio,) = _descriptors(RUNTIME_PROTOS, ["grpc_stdio.proto"], tmp_path).values()
     assert stdio.package == "plugin"
     (service,) = stdio.service

@@ -1,4 +1,4 @@
-"""PROTOCOL.md §10 P27–P32: how the plugin process behaves at the OS level."""
+"""docs/protocol.md §7, P27–P32: how the plugin process behaves at the OS level."""
 
 from __future__ import annotations
 
@@ -196,7 +196,7 @@ async def test_p30_stdout_pipe_is_released_and_children_do_not_inherit_it(
     strict=True,
     reason="design gap: fd 2 stays the host's stderr pipe (the runtime's hclog lines go there), "
     "so a child the plugin starts inherits it; a child that outlives a SIGKILLed plugin keeps "
-    "the host's stderr open and go-plugin's Kill() waits for EOF on it (PROTOCOL.md §6.3)",
+    "the host's stderr open and go-plugin's Kill() waits for EOF on it (docs/protocol.md §7.4)",
 )
 async def test_p30_children_do_not_inherit_the_host_stderr_pipe(
     launch: Launcher, pb: SimpleNamespace

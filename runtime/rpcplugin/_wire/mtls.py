@@ -1,4 +1,4 @@
-"""AutoMTLS certificates and TLS contexts (PROTOCOL.md §7).
+"""AutoMTLS certificates and TLS contexts (docs/protocol.md §5).
 
 Each side makes a fresh self-signed certificate per run, with go-plugin's profile (SAN
 ``localhost``, CA:TRUE, keyCertSign, clientAuth+serverAuth EKU, valid from now−30 s for ~30
@@ -6,8 +6,8 @@ years) but a **P-256** key, which every TLS stack can verify. The peer's certifi
 trust anchor; the peer is always verified.
 
 Which TLS stack runs the connection is decided here too: grpcio's BoringSSL cannot verify the
-P-521 keys every go-plugin peer uses under TLS 1.3 (§7.3), so such peers go through the OpenSSL
-relay (:mod:`rpcplugin._wire.tls_relay`) built on Python's :mod:`ssl`.
+P-521 keys every go-plugin peer uses under TLS 1.3 (docs/protocol.md §5.3), so such peers go
+through the OpenSSL relay (:mod:`rpcplugin._wire.tls_relay`) built on Python's :mod:`ssl`.
 
 This module imports ``cryptography`` and ``ssl`` lazily: a plaintext plugin never loads them.
 """

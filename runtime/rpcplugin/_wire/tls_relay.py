@@ -1,7 +1,7 @@
 """The OpenSSL path: a TLS relay between a peer and a plaintext gRPC endpoint on a private socket.
 
 PyPI grpcio's BoringSSL cannot verify the P-521 certificates go-plugin peers use under TLS 1.3
-(PROTOCOL.md §7.3). Python's :mod:`ssl` (OpenSSL) can. So for such peers the TLS connection is
+(docs/protocol.md §5.3). Python's :mod:`ssl` (OpenSSL) can. So for such peers the TLS connection is
 terminated (plugin side) or originated (host side) here, in the same event loop, and the
 plaintext bytes are pumped to or from gRPC over a unix socket inside a 0700 directory, which
 only this process can reach. Verification is never weakened: the peer must present the one

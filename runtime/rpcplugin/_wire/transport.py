@@ -1,4 +1,4 @@
-"""Where a plugin listens: unix sockets and loopback TCP, by go-plugin's rules (PROTOCOL.md §4).
+"""Where a plugin listens: unix sockets and loopback TCP by go-plugin's rules (docs/protocol.md §4).
 
 Unix sockets are named ``plugin<random>`` in ``PLUGIN_UNIX_SOCKET_DIR`` or the temp dir, are
 created under a 077 umask so no moment exists where they are wider than owner-only, and are

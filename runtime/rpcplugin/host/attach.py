@@ -43,6 +43,8 @@ def reattach(
 ) -> Opening[PluginConnection]:
     """Attach to a plugin started elsewhere, from go-plugin's reattach JSON (H08).
 
+    The JSON shape and what closing does: docs/protocol.md §8.4.
+
     ``config`` is a :class:`ReattachConfig`, the JSON text, or its parsed object (a name→config
     map such as ``TF_REATTACH_PROVIDERS``, or one config). Reattached connections are plaintext
     (go-plugin exchanges no certificates when reattaching). ``close()`` asks the plugin to shut

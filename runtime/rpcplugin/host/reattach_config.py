@@ -1,4 +1,4 @@
-"""go-plugin reattach configurations in their de-facto JSON shape (PROTOCOL.md §6.8).
+"""go-plugin reattach configurations in their de-facto JSON shape (docs/protocol.md §8.4).
 
 The shape Terraform's ``TF_REATTACH_PROVIDERS`` uses, and the one a plugin prints in debug mode::
 

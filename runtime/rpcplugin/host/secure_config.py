@@ -1,4 +1,4 @@
-"""SecureConfig: check a plugin executable's SHA-256 before running it (PROTOCOL.md §6.7, H09).
+"""SecureConfig: check a plugin executable's SHA-256 before running it (docs/protocol.md §8.5, H09).
 
 The file checked is the one actually executed (``argv[0]`` resolved on ``PATH``), as go-plugin
 checks ``cmd.Path``. For ``python plugin.py`` that is the interpreter, so ship plugins as one

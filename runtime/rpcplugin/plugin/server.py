@@ -1,4 +1,4 @@
-"""The plugin side: serve gRPC services to a go-plugin host (PROTOCOL.md §1–§7, P01–P32).
+"""The plugin side: serve gRPC services to a go-plugin host (docs/protocol.md, P01–P32).
 
 :func:`serve` is the whole of it for a plugin author::
 

@@ -1,4 +1,4 @@
-"""go-plugin's ``GRPCBroker``, non-multiplexed (PROTOCOL.md §5.5; checklist P18, P23).
+"""go-plugin's ``GRPCBroker``, non-multiplexed (docs/protocol.md §6.4; checklist P18, P23).
 
 Either side of a plugin connection can serve more gRPC services to the other on extra
 connections. The side that serves calls :meth:`GRPCBroker.accept` with an ID (from

@@ -1,4 +1,4 @@
-"""``plugin.GRPCController/Shutdown`` (PROTOCOL.md §5.3): reply, then stop the plugin."""
+"""``plugin.GRPCController/Shutdown`` (docs/protocol.md §6.2): reply, then stop the plugin."""
 
 from __future__ import annotations
 

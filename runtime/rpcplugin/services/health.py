@@ -1,4 +1,4 @@
-"""``grpc.health.v1.Health`` on both sides, with a tiny hand codec (PROTOCOL.md §5.2).
+"""``grpc.health.v1.Health`` on both sides, with a tiny hand codec (docs/protocol.md §6.1).
 
 The messages are two fields in all (``service`` in the request, ``status`` in the reply), so
 they are encoded by hand rather than through a generated module: that keeps the import cheap

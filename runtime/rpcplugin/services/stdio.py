@@ -1,4 +1,4 @@
-"""``plugin.GRPCStdio`` (PROTOCOL.md §5.4): the plugin's ``sys.stdout``/``sys.stderr`` output,
+"""``plugin.GRPCStdio`` (docs/protocol.md §6.3): the plugin's ``sys.stdout``/``sys.stderr`` output,
 streamed to the host after the handshake.
 
 Writers never block: output goes into a bounded buffer that drops its oldest bytes when full,
