@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, TypeVar, final
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, Protocol, TypeVar, final
 
 import grpc
 import grpc.aio
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Callback",
     "PluginBinding",
+    "RequestStream",
     "Service",
     "Unimplemented",
     "current_call",
@@ -57,11 +58,30 @@ def __getattr__(name: str) -> Any:
 
 
 ImplT = TypeVar("ImplT")
+T_co = TypeVar("T_co", covariant=True)
 ClientT = TypeVar("ClientT")
 
 ServicerContext = grpc.aio.ServicerContext[Any, Any]
 
 _current: contextvars.ContextVar[ServicerContext] = contextvars.ContextVar("rpcplugin_current_call")
+
+
+class RequestStream(Protocol[T_co]):
+    """The requests of a client-streaming or bidi RPC, as a handler receives them.
+
+    Both an async iterator (``async for`` in an ``async def`` handler) and a plain iterator
+    (``for`` in a ``def`` handler, which runs on a worker thread and blocks there until the next
+    request arrives). A handler may annotate its parameter as either ``AsyncIterator[Req]`` or
+    ``Iterator[Req]``: both are supertypes of ``RequestStream[Req]``.
+    """
+
+    def __aiter__(self) -> AsyncIterator[T_co]: ...
+
+    def __anext__(self) -> Awaitable[T_co]: ...
+
+    def __iter__(self) -> Iterator[T_co]: ...
+
+    def __next__(self) -> T_co: ...
 
 
 class Unimplemented(Exception):

@@ -47,13 +47,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Final, Literal, TypeAlias, Unpack, final
 
 import grpc
 
 from ..errors import ConfigError, PluginError, PluginExitedError, TransportError
 from ..handshake import Handshake
+from ..lifecycle import AsyncClosable
 from ..plugin_name import from_argv as plugin_name_from_argv
 from ..services import health as health_service
 from .connection import PluginConnection, PluginExitedDuringCall
@@ -219,7 +219,7 @@ class _Member:
 
 
 @final
-class PluginPool:
+class PluginPool(AsyncClosable):
     """``size`` launched copies of one plugin behind one connection object.
 
     Generated clients take it (``KVClient(pool)``) and pick a member per call. Made by
@@ -519,17 +519,6 @@ class PluginPool:
     async def _drain_cleanups(self) -> None:
         while self._cleanups:
             await asyncio.gather(*list(self._cleanups), return_exceptions=True)
-
-    async def __aenter__(self) -> PluginPool:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def __repr__(self) -> str:
         return f"<PluginPool {self.name!r} size={self.size} serving={self.serving}>"
