@@ -1,11 +1,24 @@
-"""Every documented setting is read by ``PluginSettings.from_env`` and validated there."""
+"""Every documented setting is read by ``PluginSettings.from_env`` and validated there, and the
+one table (``config.SETTINGS``) agrees with the typed attributes it fills."""
 
 from __future__ import annotations
 
+import types
+import typing
+
 import pytest
 
-from rpcplugin.config import SETTINGS, ConnectSettings, PluginSettings
+from rpcplugin.config import (
+    SETTINGS,
+    Choice,
+    ConnectSettings,
+    PluginSettings,
+    Setting,
+    SettingsObject,
+)
 from rpcplugin.errors import ConfigError
+
+CLASSES: tuple[type[SettingsObject], ...] = (PluginSettings, ConnectSettings)
 
 SERVER_TLS = {
     "RPCPLUGIN_LISTEN": "0.0.0.0:7000",
@@ -116,7 +129,9 @@ def test_every_setting_has_an_effect_test() -> None:
 def test_host_setting_is_read(name: str) -> None:
     env, attribute, expected = HOST_EFFECTIVE[name]
     assert getattr(ConnectSettings.from_env({}), attribute) != expected
-    assert getattr(ConnectSettings.from_env(env), attribute) == expected
+    parsed = getattr(ConnectSettings.from_env(env), attribute)
+    assert parsed == expected
+    assert _conforms(parsed, _attributes(ConnectSettings)[attribute])
 
 
 @pytest.mark.parametrize("name", sorted(HOST_INVALID))
@@ -131,7 +146,9 @@ def test_bad_host_value_names_the_setting(name: str) -> None:
 def test_setting_is_read(name: str) -> None:
     env, attribute, expected = EFFECTIVE[name]
     assert getattr(PluginSettings.from_env({}), attribute) != expected
-    assert getattr(PluginSettings.from_env(env), attribute) == expected
+    parsed = getattr(PluginSettings.from_env(env), attribute)
+    assert parsed == expected
+    assert _conforms(parsed, _attributes(PluginSettings)[attribute])
 
 
 @pytest.mark.parametrize("name", sorted(INVALID))
@@ -164,3 +181,88 @@ def test_version_junk_is_kept_for_the_warning() -> None:
     settings = PluginSettings.from_env({"PLUGIN_PROTOCOL_VERSIONS": "a,,2,b"})
     assert settings.protocol_versions == (2,)
     assert settings.protocol_version_junk == ("a", "b")
+
+
+def _attributes(cls: type[SettingsObject]) -> dict[str, object]:
+    """The typed instance attributes a settings class declares (its ClassVars left out)."""
+    hints = typing.get_type_hints(cls)
+    return {k: v for k, v in hints.items() if typing.get_origin(v) is not typing.ClassVar}
+
+
+def _conforms(value: object, hint: object) -> bool:
+    """Whether ``value`` is of the annotated type (the few forms settings use)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return value in args
+    if origin is tuple:
+        return isinstance(value, tuple) and all(_conforms(item, args[0]) for item in value)
+    if hint is type(None):
+        return value is None
+    if hint is bool or hint is int or hint is float or hint is str:
+        return type(value) is hint
+    raise AssertionError(f"no rule for the annotation {hint!r}: extend _conforms")
+
+
+def _owner(setting: Setting) -> type[SettingsObject]:
+    return next(cls for cls in CLASSES if setting in cls.TABLE)
+
+
+def test_every_setting_is_in_one_table_and_fills_one_declared_attribute() -> None:
+    assert len({s.name for s in SETTINGS}) == len(SETTINGS), "a variable is listed twice"
+    assert sorted(SETTINGS, key=id) == sorted([s for cls in CLASSES for s in cls.TABLE], key=id), (
+        "SETTINGS is not the union of the settings classes' tables"
+    )
+    for cls in CLASSES:
+        fields = [s.field for s in cls.TABLE]
+        assert len(set(fields)) == len(fields), f"{cls.__name__}: two settings fill one attribute"
+        declared = set(_attributes(cls))
+        filled = set(fields) | set(cls.DERIVED)
+        assert declared == filled, (
+            f"{cls.__name__}: attributes without a Setting (or a DERIVED default): "
+            f"{sorted(declared - filled)}; Settings filling an undeclared attribute: "
+            f"{sorted(filled - declared)}"
+        )
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.name)
+def test_default_and_choices_agree_with_the_attribute_type(setting: Setting) -> None:
+    cls = _owner(setting)
+    hint = _attributes(cls)[setting.field]
+    assert _conforms(setting.default, hint), f"default {setting.default!r} is not a {hint}"
+    if isinstance(setting.kind, Choice):
+        for choice in setting.kind.choices:
+            assert _conforms(choice, hint), f"choice {choice!r} is not a {hint}"
+    # the object built without arguments, and the one parsed from an empty environment, carry
+    # the table's default (a check may only derive it from another setting, which is unset here)
+    assert getattr(cls(), setting.field) == setting.default
+    assert getattr(cls.from_env({}), setting.field) == setting.default
+
+
+def test_derived_attributes_have_typed_defaults() -> None:
+    for cls in CLASSES:
+        for field, default in cls.DERIVED.items():
+            assert _conforms(default, _attributes(cls)[field])
+
+
+def test_settings_objects_are_frozen_values() -> None:
+    settings = PluginSettings(unix_socket_dir="/run/p", unix_socket_group="wheel")
+    assert settings.unix_socket_dir == "/run/p"
+    assert settings.transport == PluginSettings().transport
+    assert settings == PluginSettings(unix_socket_dir="/run/p", unix_socket_group="wheel")
+    assert settings != PluginSettings()
+    assert hash(settings) == hash(
+        PluginSettings(unix_socket_dir="/run/p", unix_socket_group="wheel")
+    )
+    assert "unix_socket_dir='/run/p'" in repr(settings)
+    with pytest.raises(AttributeError, match="frozen"):
+        settings.debug = True
+    with pytest.raises(TypeError, match="no setting colour"):
+        PluginSettings(colour="blue")
+
+
+def test_max_backoff_default_follows_a_larger_backoff() -> None:
+    settings = ConnectSettings.from_env({"RPCPLUGIN_CONNECT_BACKOFF": "5"})
+    assert settings.max_backoff == 5.0
+    assert ConnectSettings.from_env({"RPCPLUGIN_CONNECT_MAX_BACKOFF": ""}).max_backoff == 2.0

@@ -3,8 +3,21 @@ plus the ``RPCPLUGIN_CONNECT_*`` ones a Python host reads (:class:`ConnectSettin
 
 Read and validated when the server starts, never at import. A bad value raises
 :class:`~rpcplugin.errors.ConfigError` naming the variable, its value and what is allowed;
-the server turns that into one line on stderr and exit status 2. :data:`SETTINGS` is the single
-table of every setting (docs/configuration.md mirrors it, and a test keeps the two in step).
+the server turns that into one line on stderr and exit status 2.
+
+:data:`SETTINGS` is the one table of every setting: each :class:`Setting` names its variable,
+the attribute it fills, how its text is parsed and checked (a :class:`Kind`), its default and
+what it means. Parsing (:meth:`PluginSettings.from_env`), the defaults of a settings object and
+the table in docs/configuration.md (:func:`settings_markdown`) all come from it, and
+tests/test_config.py proves that the typed attributes agree with it.
+
+Adding a setting: one :class:`Setting` in :data:`PLUGIN_SETTINGS` (or :data:`CONNECT_SETTINGS`),
+its typed attribute on the settings class, and ``python -m tests.test_docs`` to rewrite the
+docs table. A rule that involves more than one setting is a function in :data:`PLUGIN_CHECKS`
+(or :data:`CONNECT_CHECKS`): it receives the parsed settings and the environment, raises
+:class:`ConfigError`, or fills a derived value with :func:`derive`.
+
+No ``dataclasses`` here: this module is on every plugin's start-up path.
 """
 
 from __future__ import annotations
@@ -12,9 +25,8 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import ClassVar, Literal, Self
 
 from .errors import ConfigError
 from .handshake import parse_version_list
@@ -23,70 +35,277 @@ LogFormat = Literal["json", "text"]
 TLSBackend = Literal["auto", "openssl", "grpc"]
 Network = Literal["unix", "tcp"]
 MetricsChoice = Literal["off", "auto", "otel"]
+SetBy = Literal["host", "user"]
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
 
 
-@dataclass(frozen=True, slots=True)
+class Kind:
+    """How a setting's text becomes a value. ``parse`` gets the variable's name and its
+    non-empty text (also empty text when :attr:`keeps_empty`) and raises :class:`ConfigError`
+    for a value it refuses."""
+
+    __slots__ = ()
+    keeps_empty: ClassVar[bool] = False
+    """Empty text is parsed too; otherwise an empty variable counts as unset."""
+
+    def parse(self, name: str, raw: str) -> object:
+        raise NotImplementedError
+
+
+class Text(Kind):
+    """Any text, as it is."""
+
+    __slots__ = ()
+
+    def parse(self, name: str, raw: str) -> object:
+        return raw
+
+
+class AbsolutePath(Kind):
+    """A filesystem path that must be absolute."""
+
+    __slots__ = ()
+
+    def parse(self, name: str, raw: str) -> object:
+        if not os.path.isabs(raw):
+            raise ConfigError(name, raw, "must be an absolute path")
+        return raw
+
+
+class Present(Kind):
+    """True whenever the variable is set to anything (go-plugin's own flags)."""
+
+    __slots__ = ()
+
+    def parse(self, name: str, raw: str) -> object:
+        return True
+
+
+class Bool(Kind):
+    """true/false, 1/0, yes/no, on/off in any case; anything else is refused."""
+
+    __slots__ = ()
+
+    def parse(self, name: str, raw: str) -> object:
+        try:
+            return _BOOL_WORDS[raw.strip().lower()]
+        except KeyError:
+            raise ConfigError(name, raw, "use true or false (also 1/0, yes/no, on/off)") from None
+
+
+class Choice(Kind):
+    """One of a few words (compared after stripping; ``fold``: in any case)."""
+
+    __slots__ = ("choices", "fold")
+
+    def __init__(self, *choices: str, fold: bool = False) -> None:
+        self.choices = choices
+        self.fold = fold
+
+    def parse(self, name: str, raw: str) -> object:
+        value = raw.strip().lower() if self.fold else raw.strip()
+        if value not in self.choices:
+            raise ConfigError(name, raw, "one of " + ", ".join(self.choices))
+        return value
+
+
+class Int(Kind):
+    """A whole number from ``low`` to ``high``."""
+
+    __slots__ = ("high", "low")
+
+    def __init__(self, low: int, high: int) -> None:
+        self.low = low
+        self.high = high
+
+    def parse(self, name: str, raw: str) -> object:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            value = None
+        if value is None or not self.low <= value <= self.high:
+            raise ConfigError(name, raw, f"a whole number from {self.low} to {self.high}")
+        return value
+
+
+class Float(Kind):
+    """A finite number from ``low`` to ``high``."""
+
+    __slots__ = ("high", "low")
+
+    def __init__(self, low: float, high: float) -> None:
+        self.low = low
+        self.high = high
+
+    def parse(self, name: str, raw: str) -> object:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or not self.low <= value <= self.high:
+            raise ConfigError(name, raw, f"a number from {self.low:g} to {self.high:g}")
+        return value
+
+
+class VersionList(Kind):
+    """go-plugin's comma-separated version list. Items that are not numbers are skipped (Go
+    does the same); :func:`_version_junk` keeps them for the warning."""
+
+    __slots__ = ()
+    keeps_empty = True
+
+    def parse(self, name: str, raw: str) -> object:
+        return tuple(parse_version_list(raw)[0])
+
+
+class ListenAddress(Kind):
+    """``host:port`` with a port up to 65535; an IPv6 host in brackets. Blank: unset."""
+
+    __slots__ = ()
+
+    def parse(self, name: str, raw: str) -> object:
+        value = raw.strip()
+        if not value:
+            return None
+        host, sep, port = value.rpartition(":")
+        bracketed = host.startswith("[") and host.endswith("]")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ConfigError(name, raw, "host:port, e.g. 0.0.0.0:7000 or [::1]:7000")
+        if ":" in host and not bracketed:
+            raise ConfigError(name, raw, "an IPv6 host goes in brackets: [::1]:7000")
+        return value
+
+
 class Setting:
-    """One documented setting: its variable, who sets it, its default and what it does."""
+    """One setting: its variable, who sets it, the attribute it fills, how it is parsed, its
+    default and what it does. ``shown`` is the default as the docs word it, when rendering
+    ``default`` would not say it (a default computed later, or one that depends on the OS)."""
 
-    name: str
-    set_by: Literal["host", "user"]
-    default: str
-    meaning: str
+    __slots__ = ("default", "field", "kind", "meaning", "name", "set_by", "shown")
+
+    def __init__(
+        self,
+        name: str,
+        set_by: SetBy,
+        field: str,
+        kind: Kind,
+        default: object,
+        meaning: str,
+        *,
+        shown: str | None = None,
+    ) -> None:
+        self.name = name
+        self.set_by = set_by
+        self.field = field
+        self.kind = kind
+        self.default = default
+        self.meaning = meaning
+        self.shown = shown
+
+    def __repr__(self) -> str:
+        return f"Setting({self.name!r})"
+
+    @property
+    def documented_default(self) -> str:
+        """The default as the table in docs/configuration.md shows it."""
+        if self.shown is not None:
+            return self.shown
+        value = self.default
+        if value is None:
+            return "(unset)"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, float):
+            return f"{value:g}"
+        return str(value)
+
+    def read(self, env: Mapping[str, str]) -> object:
+        """The value ``env`` gives this setting: parsed, or the default when it is unset."""
+        raw = env.get(self.name)
+        if raw is None or (raw == "" and not self.kind.keeps_empty):
+            return self.default
+        return self.kind.parse(self.name, raw)
 
 
-SETTINGS: tuple[Setting, ...] = (
+_PORT = Int(0, 65535)
+
+PLUGIN_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "PLUGIN_PROTOCOL_VERSIONS",
         "host",
-        "(unset)",
+        "protocol_versions",
+        VersionList(),
+        None,
         "App protocol versions the host speaks, comma-separated, any order. The plugin "
         "announces the highest one it also serves, else its lowest.",
     ),
     Setting(
         "PLUGIN_MIN_PORT",
         "host",
-        "(unset)",
+        "min_port",
+        _PORT,
+        None,
         "Lowest TCP port to try in tcp mode. Set together with PLUGIN_MAX_PORT.",
     ),
     Setting(
         "PLUGIN_MAX_PORT",
         "host",
-        "(unset)",
+        "max_port",
+        _PORT,
+        None,
         "Highest TCP port to try in tcp mode. Both unset: the OS picks a port.",
     ),
     Setting(
         "PLUGIN_CLIENT_CERT",
         "host",
-        "(unset)",
+        "client_cert_pem",
+        Text(),
+        None,
         "The host's AutoMTLS certificate (PEM). Set: serve mutual TLS trusting only it. "
         "Unset: serve plaintext.",
     ),
     Setting(
         "PLUGIN_UNIX_SOCKET_DIR",
         "host",
-        "$TMPDIR or /tmp",
+        "unix_socket_dir",
+        AbsolutePath(),
+        None,
         "Directory for unix sockets (the main one and the broker's).",
+        shown="$TMPDIR or /tmp",
     ),
     Setting(
         "PLUGIN_UNIX_SOCKET_GROUP",
         "host",
-        "(unset)",
+        "unix_socket_group",
+        Text(),
+        None,
         "Group name or gid that may connect: the socket is chowned to it and made 0660.",
     ),
     Setting(
         "PLUGIN_MULTIPLEX_GRPC",
         "host",
-        "(unset)",
+        "multiplex_requested",
+        Present(),
+        False,
         "The host asks for a yamux-multiplexed broker. This runtime answers 'false' "
         "(not supported), so such a host fails at start with a clear error.",
+        shown="(unset)",
     ),
-    Setting("RPCPLUGIN_TRANSPORT", "user", "unix", "'unix' or 'tcp' (127.0.0.1)."),
+    Setting(
+        "RPCPLUGIN_TRANSPORT",
+        "user",
+        "transport",
+        Choice("unix", "tcp"),
+        "tcp" if sys.platform == "win32" else "unix",
+        "'unix' or 'tcp' (127.0.0.1).",
+        shown="unix (tcp on Windows)",
+    ),
     Setting(
         "RPCPLUGIN_TLS_BACKEND",
         "user",
+        "tls_backend",
+        Choice("auto", "openssl", "grpc"),
         "auto",
         "'auto': grpcio's own TLS when it can verify the host's key, else the OpenSSL "
         "relay (needed for go-plugin hosts' P-521 certificates). 'openssl' or 'grpc' force "
@@ -95,32 +314,52 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "RPCPLUGIN_LOG_LEVEL",
         "user",
+        "log_level",
+        Choice(*LOG_LEVELS, fold=True),
         "info",
         "Lowest level of the plugin's own log lines on stderr: trace, debug, info, warn, error.",
     ),
     Setting(
         "RPCPLUGIN_LOG_FORMAT",
         "user",
+        "log_format",
+        Choice("json", "text"),
         "json",
         "'json' (go-plugin hclog lines the host parses) or 'text' ('[LEVEL] message').",
     ),
     Setting(
         "RPCPLUGIN_STDIO_BUFFER",
         "user",
-        "1048576",
+        "stdio_buffer",
+        Int(0, 1 << 30),
+        1 << 20,
         "Bytes of sys.stdout/sys.stderr output kept for GRPCStdio while no host listens; "
         "older output is dropped, writers never block.",
     ),
     Setting(
         "RPCPLUGIN_PARENT_WATCH",
         "user",
-        "true",
+        "parent_watch",
+        Bool(),
+        True,
         "Exit when the host process dies (true/false). Always off in debug mode.",
+    ),
+    Setting(
+        "RPCPLUGIN_DEBUG",
+        "user",
+        "debug",
+        Bool(),
+        False,
+        "Debug mode (true/false): no cookie check, no handshake line, plaintext; prints the "
+        "reattach JSON and serves until stopped, so a host can attach to a plugin you run "
+        "under a debugger.",
     ),
     Setting(
         "RPCPLUGIN_RATE_LIMIT",
         "user",
-        "(unset)",
+        "rate_limit",
+        Float(0.001, 1e9),
+        None,
         "Calls per second the plugin's own services accept on average (a token bucket; "
         "decimals allowed). Over it a call fails with RESOURCE_EXHAUSTED. Health, controller, "
         "stdio and broker calls are never limited. Unset: no limit.",
@@ -128,13 +367,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "RPCPLUGIN_RATE_BURST",
         "user",
-        "the rate, rounded up",
+        "rate_burst",
+        Int(1, 1 << 30),
+        None,
         "Calls the token bucket lets through at once after a quiet spell (its size). Needs "
         "RPCPLUGIN_RATE_LIMIT.",
+        shown="the rate, rounded up",
     ),
     Setting(
         "RPCPLUGIN_METRICS",
         "user",
+        "metrics",
+        Choice("off", "auto", "otel"),
         "off",
         "'off'; 'auto': OpenTelemetry metrics and spans for every call when the opentelemetry "
         "package is installed; 'otel': the same, and an error if it is not installed.",
@@ -142,7 +386,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "RPCPLUGIN_LISTEN",
         "user",
-        "(unset)",
+        "listen",
+        ListenAddress(),
+        None,
         "Server mode: listen on this host:port (port 0: any free port, logged) as a network "
         "service, instead of being launched by a host: no cookie check, no handshake line, no "
         "controller/stdio/broker services; SIGTERM or SIGINT drains and stops it. Needs "
@@ -151,227 +397,281 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "RPCPLUGIN_TLS_CERT",
         "user",
-        "(unset)",
+        "tls_cert",
+        Text(),
+        None,
         "Server mode: the server's certificate chain, a PEM file (or the PEM text itself).",
     ),
     Setting(
         "RPCPLUGIN_TLS_KEY",
         "user",
-        "(unset)",
+        "tls_key",
+        Text(),
+        None,
         "Server mode: the private key of RPCPLUGIN_TLS_CERT, a PEM file (or the PEM text).",
     ),
     Setting(
         "RPCPLUGIN_TLS_CLIENT_CA",
         "user",
-        "(unset)",
+        "tls_client_ca",
+        Text(),
+        None,
         "Server mode: require client certificates signed by this CA (PEM file or text): "
         "mutual TLS. Unset: TLS without client certificates.",
     ),
     Setting(
         "RPCPLUGIN_DRAIN",
         "user",
-        "0.5",
+        "drain",
+        Float(0.0, 600.0),
+        0.5,
         "Server mode: seconds the server reports NOT_SERVING to health watchers before it "
         "stops, so that clients balancing over several servers move their calls elsewhere.",
     ),
+)
+"""What a plugin reads (:class:`PluginSettings`), in the order of the docs table."""
+
+CONNECT_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "RPCPLUGIN_CONNECT_ATTEMPTS",
         "user",
-        "1",
+        "attempts",
+        Int(1, 1000),
+        1,
         "Host side, rpcplugin.connect()/reattach() without retry=: attempts to reach a plugin "
         "server before giving up (1: no retry).",
     ),
     Setting(
         "RPCPLUGIN_CONNECT_BACKOFF",
         "user",
-        "0.1",
+        "backoff",
+        Float(0.0, 3600.0),
+        0.1,
         "Host side: seconds of the first wait between attempts; each wait is random between 0 "
         "and this doubled per failure (full jitter).",
     ),
     Setting(
         "RPCPLUGIN_CONNECT_MAX_BACKOFF",
         "user",
-        "2",
+        "max_backoff",
+        Float(0.0, 3600.0),
+        2.0,
         "Host side: the longest wait between two attempts, in seconds.",
     ),
     Setting(
         "RPCPLUGIN_CONNECT_DEADLINE",
         "user",
-        "10",
+        "deadline",
+        Float(0.001, 86400.0),
+        10.0,
         "Host side: seconds after which connecting gives up, whatever attempts are left.",
     ),
-    Setting(
-        "RPCPLUGIN_DEBUG",
-        "user",
-        "false",
-        "Debug mode (true/false): no cookie check, no handshake line, plaintext; prints the "
-        "reattach JSON and serves until stopped, so a host can attach to a plugin you run "
-        "under a debugger.",
-    ),
 )
+"""What a Python host reads (:class:`ConnectSettings`)."""
+
+SETTINGS: tuple[Setting, ...] = PLUGIN_SETTINGS + CONNECT_SETTINGS
+"""Every setting, as docs/configuration.md lists them."""
 
 
-@dataclass(frozen=True, slots=True)
-class PluginSettings:
-    """Every setting, parsed. Build it with :meth:`from_env`."""
+class SettingsObject:
+    """Frozen settings filled from a table: one attribute per :class:`Setting` (named by its
+    ``field``) plus the ``DERIVED`` ones that no variable sets directly. Keyword arguments
+    override the table's defaults; :meth:`from_env` parses the environment and runs the
+    cross-setting checks."""
 
-    protocol_versions: tuple[int, ...] | None = None
-    protocol_version_junk: tuple[str, ...] = ()
-    min_port: int | None = None
-    max_port: int | None = None
-    client_cert_pem: str | None = None
-    unix_socket_dir: str | None = None
-    unix_socket_group: str | None = None
-    multiplex_requested: bool = False
-    transport: Network = "unix"
-    tls_backend: TLSBackend = "auto"
-    log_level: str = "info"
-    log_format: LogFormat = "json"
-    stdio_buffer: int = 1 << 20
-    parent_watch: bool = True
-    debug: bool = False
-    rate_limit: float | None = None
-    rate_burst: int | None = None
-    metrics: MetricsChoice = "off"
-    listen: str | None = None
-    """Server mode's ``host:port`` (``RPCPLUGIN_LISTEN``); None: launched by a host."""
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    tls_client_ca: str | None = None
-    drain: float = 0.5
+    TABLE: ClassVar[tuple[Setting, ...]] = ()
+    DERIVED: ClassVar[Mapping[str, object]] = {}
+    """Attributes computed by a check, with their defaults."""
+
+    def __init__(self, **values: object) -> None:
+        defaults = self.defaults()
+        unknown = values.keys() - defaults.keys()
+        if unknown:
+            raise TypeError(f"{type(self).__name__}() has no setting {', '.join(sorted(unknown))}")
+        for field, default in defaults.items():
+            object.__setattr__(self, field, values.get(field, default))
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> PluginSettings:
+    def defaults(cls) -> dict[str, object]:
+        """Every attribute and its default, from the table."""
+        values = {setting.field: setting.default for setting in cls.TABLE}
+        values.update(cls.DERIVED)
+        return values
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
         """Parse and validate the settings from ``env`` (default: ``os.environ``)."""
         env = os.environ if env is None else env
-        versions: tuple[int, ...] | None = None
-        junk: tuple[str, ...] = ()
-        raw_versions = env.get("PLUGIN_PROTOCOL_VERSIONS")
-        if raw_versions is not None:
-            parsed, bad = parse_version_list(raw_versions)
-            versions, junk = tuple(parsed), tuple(bad)
+        settings = cls(**{setting.field: setting.read(env) for setting in cls.TABLE})
+        settings.check(env)
+        return settings
 
-        min_port = _port(env, "PLUGIN_MIN_PORT")
-        max_port = _port(env, "PLUGIN_MAX_PORT")
-        if (min_port is None) != (max_port is None):
-            missing = "PLUGIN_MAX_PORT" if max_port is None else "PLUGIN_MIN_PORT"
-            present = "PLUGIN_MIN_PORT" if max_port is None else "PLUGIN_MAX_PORT"
-            raise ConfigError(
-                present,
-                env.get(present),
-                f"set {missing} too, or neither (then the OS picks a port)",
-            )
-        if min_port is not None and max_port is not None and min_port > max_port:
-            raise ConfigError(
-                "PLUGIN_MIN_PORT",
-                env["PLUGIN_MIN_PORT"],
-                f"must not exceed PLUGIN_MAX_PORT={max_port}",
-            )
+    def check(self, env: Mapping[str, str]) -> None:
+        """The rules between settings (a subclass runs its checks)."""
 
-        cert = env.get("PLUGIN_CLIENT_CERT") or None
-        sock_dir = env.get("PLUGIN_UNIX_SOCKET_DIR") or None
-        if sock_dir is not None and not os.path.isabs(sock_dir):
-            raise ConfigError("PLUGIN_UNIX_SOCKET_DIR", sock_dir, "must be an absolute path")
-        transport = _choice(
-            env,
-            "RPCPLUGIN_TRANSPORT",
-            ("unix", "tcp"),
-            "tcp" if sys.platform == "win32" else "unix",
-        )
-        rate_limit = _optional_float(env, "RPCPLUGIN_RATE_LIMIT", low=0.001, high=1e9)
-        rate_burst = _int(env, "RPCPLUGIN_RATE_BURST", 0, low=1, high=1 << 30) or None
-        if rate_burst is not None and rate_limit is None:
-            raise ConfigError(
-                "RPCPLUGIN_RATE_BURST",
-                env.get("RPCPLUGIN_RATE_BURST"),
-                "set RPCPLUGIN_RATE_LIMIT too",
-            )
-        if rate_limit is not None and rate_burst is None:
-            rate_burst = max(1, math.ceil(rate_limit))
-        listen = _listen_address(env)
-        tls_files = {
-            name: env.get(name) or None
-            for name in ("RPCPLUGIN_TLS_CERT", "RPCPLUGIN_TLS_KEY", "RPCPLUGIN_TLS_CLIENT_CA")
-        }
-        for name, value in tls_files.items():
-            if value is not None and listen is None:
-                raise ConfigError(name, value, "only used in server mode: set RPCPLUGIN_LISTEN")
-        server_cert, server_key = tls_files["RPCPLUGIN_TLS_CERT"], tls_files["RPCPLUGIN_TLS_KEY"]
-        if (server_cert is None) != (server_key is None):
-            name = "RPCPLUGIN_TLS_CERT" if server_cert is not None else "RPCPLUGIN_TLS_KEY"
-            raise ConfigError(
-                name, tls_files[name], "set RPCPLUGIN_TLS_CERT and RPCPLUGIN_TLS_KEY together"
-            )
-        if tls_files["RPCPLUGIN_TLS_CLIENT_CA"] is not None and server_cert is None:
-            raise ConfigError(
-                "RPCPLUGIN_TLS_CLIENT_CA",
-                tls_files["RPCPLUGIN_TLS_CLIENT_CA"],
-                "client certificates need TLS: set RPCPLUGIN_TLS_CERT and RPCPLUGIN_TLS_KEY",
-            )
-        if listen is not None and server_cert is None and not _is_loopback(listen):
-            raise ConfigError(
-                "RPCPLUGIN_LISTEN",
-                listen,
-                "serving beyond loopback needs TLS: set RPCPLUGIN_TLS_CERT and RPCPLUGIN_TLS_KEY "
-                "(rpcplugin-certs makes them)",
-            )
-        return cls(
-            protocol_versions=versions,
-            protocol_version_junk=junk,
-            min_port=min_port,
-            max_port=max_port,
-            client_cert_pem=cert,
-            unix_socket_dir=sock_dir,
-            unix_socket_group=env.get("PLUGIN_UNIX_SOCKET_GROUP") or None,
-            multiplex_requested=bool(env.get("PLUGIN_MULTIPLEX_GRPC")),
-            transport=transport,  # type: ignore[arg-type]
-            tls_backend=_choice(env, "RPCPLUGIN_TLS_BACKEND", ("auto", "openssl", "grpc"), "auto"),  # type: ignore[arg-type]
-            log_level=_choice(env, "RPCPLUGIN_LOG_LEVEL", LOG_LEVELS, "info", fold=True),
-            log_format=_choice(env, "RPCPLUGIN_LOG_FORMAT", ("json", "text"), "json"),  # type: ignore[arg-type]
-            stdio_buffer=_int(env, "RPCPLUGIN_STDIO_BUFFER", 1 << 20, low=0, high=1 << 30),
-            parent_watch=parse_bool(env, "RPCPLUGIN_PARENT_WATCH", True),
-            debug=parse_bool(env, "RPCPLUGIN_DEBUG", False),
-            rate_limit=rate_limit,
-            rate_burst=rate_burst,
-            metrics=_choice(env, "RPCPLUGIN_METRICS", ("off", "auto", "otel"), "off"),  # type: ignore[arg-type]
-            listen=listen,
-            tls_cert=server_cert,
-            tls_key=server_key,
-            tls_client_ca=tls_files["RPCPLUGIN_TLS_CLIENT_CA"],
-            drain=_float(env, "RPCPLUGIN_DRAIN", 0.5, low=0.0, high=600.0),
-        )
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, field) for field in self.defaults())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is frozen: cannot assign {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is frozen: cannot delete {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, SettingsObject)
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{field}={getattr(self, field)!r}" for field in self.defaults())
+        return f"{type(self).__name__}({fields})"
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectSettings:
-    """The host-side ``RPCPLUGIN_CONNECT_*`` settings (read by
+def derive(settings: SettingsObject, field: str, value: object) -> None:
+    """Set a value a check computed (a derived attribute, or a default that depends on
+    another setting). Only checks call this, while :meth:`SettingsObject.from_env` runs."""
+    object.__setattr__(settings, field, value)
+
+
+class PluginSettings(SettingsObject):
+    """Every setting a plugin reads, parsed (:data:`PLUGIN_SETTINGS`). Build it with
+    :meth:`from_env`; keyword arguments override the defaults."""
+
+    TABLE = PLUGIN_SETTINGS
+    DERIVED: ClassVar[Mapping[str, object]] = {"protocol_version_junk": ()}
+
+    protocol_versions: tuple[int, ...] | None
+    protocol_version_junk: tuple[str, ...]
+    """The items of ``PLUGIN_PROTOCOL_VERSIONS`` that were not numbers (for the warning)."""
+    min_port: int | None
+    max_port: int | None
+    client_cert_pem: str | None
+    unix_socket_dir: str | None
+    unix_socket_group: str | None
+    multiplex_requested: bool
+    transport: Network
+    tls_backend: TLSBackend
+    log_level: str
+    log_format: LogFormat
+    stdio_buffer: int
+    parent_watch: bool
+    debug: bool
+    rate_limit: float | None
+    rate_burst: int | None
+    metrics: MetricsChoice
+    listen: str | None
+    """Server mode's ``host:port`` (``RPCPLUGIN_LISTEN``); None: launched by a host."""
+    tls_cert: str | None
+    tls_key: str | None
+    tls_client_ca: str | None
+    drain: float
+
+    def check(self, env: Mapping[str, str]) -> None:
+        for rule in PLUGIN_CHECKS:
+            rule(self, env)
+
+
+class ConnectSettings(SettingsObject):
+    """The host-side ``RPCPLUGIN_CONNECT_*`` settings (:data:`CONNECT_SETTINGS`, read by
     :meth:`rpcplugin.host.retry.RetryPolicy.from_env`)."""
 
-    attempts: int = 1
-    backoff: float = 0.1
-    max_backoff: float = 2.0
-    deadline: float = 10.0
+    TABLE = CONNECT_SETTINGS
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ConnectSettings:
-        """Parse and validate the settings from ``env`` (default: ``os.environ``)."""
-        env = os.environ if env is None else env
-        backoff = _float(env, "RPCPLUGIN_CONNECT_BACKOFF", 0.1, low=0.0, high=3600.0)
-        max_backoff = _float(
-            env, "RPCPLUGIN_CONNECT_MAX_BACKOFF", max(2.0, backoff), low=0.0, high=3600.0
+    attempts: int
+    backoff: float
+    max_backoff: float
+    deadline: float
+
+    def check(self, env: Mapping[str, str]) -> None:
+        for rule in CONNECT_CHECKS:
+            rule(self, env)
+
+
+def _version_junk(settings: PluginSettings, env: Mapping[str, str]) -> None:
+    raw = env.get("PLUGIN_PROTOCOL_VERSIONS")
+    if raw is not None:
+        derive(settings, "protocol_version_junk", tuple(parse_version_list(raw)[1]))
+
+
+def _port_range(settings: PluginSettings, env: Mapping[str, str]) -> None:
+    min_port, max_port = settings.min_port, settings.max_port
+    if (min_port is None) != (max_port is None):
+        missing = "PLUGIN_MAX_PORT" if max_port is None else "PLUGIN_MIN_PORT"
+        present = "PLUGIN_MIN_PORT" if max_port is None else "PLUGIN_MAX_PORT"
+        raise ConfigError(
+            present, env.get(present), f"set {missing} too, or neither (then the OS picks a port)"
         )
-        if max_backoff < backoff:
-            raise ConfigError(
-                "RPCPLUGIN_CONNECT_MAX_BACKOFF",
-                env.get("RPCPLUGIN_CONNECT_MAX_BACKOFF"),
-                f"must be at least RPCPLUGIN_CONNECT_BACKOFF={backoff:g}",
-            )
-        return cls(
-            attempts=_int(env, "RPCPLUGIN_CONNECT_ATTEMPTS", 1, low=1, high=1000),
-            backoff=backoff,
-            max_backoff=max_backoff,
-            deadline=_float(env, "RPCPLUGIN_CONNECT_DEADLINE", 10.0, low=0.001, high=86400.0),
+    if min_port is not None and max_port is not None and min_port > max_port:
+        raise ConfigError(
+            "PLUGIN_MIN_PORT", env["PLUGIN_MIN_PORT"], f"must not exceed PLUGIN_MAX_PORT={max_port}"
         )
+
+
+def _rate_burst(settings: PluginSettings, env: Mapping[str, str]) -> None:
+    if settings.rate_burst is not None and settings.rate_limit is None:
+        raise ConfigError(
+            "RPCPLUGIN_RATE_BURST", env.get("RPCPLUGIN_RATE_BURST"), "set RPCPLUGIN_RATE_LIMIT too"
+        )
+    if settings.rate_limit is not None and settings.rate_burst is None:
+        derive(settings, "rate_burst", max(1, math.ceil(settings.rate_limit)))
+
+
+def _server_mode_tls(settings: PluginSettings, env: Mapping[str, str]) -> None:
+    files = {
+        "RPCPLUGIN_TLS_CERT": settings.tls_cert,
+        "RPCPLUGIN_TLS_KEY": settings.tls_key,
+        "RPCPLUGIN_TLS_CLIENT_CA": settings.tls_client_ca,
+    }
+    for name, value in files.items():
+        if value is not None and settings.listen is None:
+            raise ConfigError(name, value, "only used in server mode: set RPCPLUGIN_LISTEN")
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        name = "RPCPLUGIN_TLS_CERT" if settings.tls_cert is not None else "RPCPLUGIN_TLS_KEY"
+        raise ConfigError(
+            name, files[name], "set RPCPLUGIN_TLS_CERT and RPCPLUGIN_TLS_KEY together"
+        )
+    if settings.tls_client_ca is not None and settings.tls_cert is None:
+        raise ConfigError(
+            "RPCPLUGIN_TLS_CLIENT_CA",
+            settings.tls_client_ca,
+            "client certificates need TLS: set RPCPLUGIN_TLS_CERT and RPCPLUGIN_TLS_KEY",
+        )
+    listen = settings.listen
+    if listen is not None and settings.tls_cert is None and not _is_loopback(listen):
+        raise ConfigError(
+            "RPCPLUGIN_LISTEN",
+            listen,
+            "serving beyond loopback needs TLS: set RPCPLUGIN_TLS_CERT and RPCPLUGIN_TLS_KEY "
+            "(rpcplugin-certs makes them)",
+        )
+
+
+PluginCheck = Callable[[PluginSettings, Mapping[str, str]], None]
+ConnectCheck = Callable[[ConnectSettings, Mapping[str, str]], None]
+
+PLUGIN_CHECKS: tuple[PluginCheck, ...] = (_version_junk, _port_range, _rate_burst, _server_mode_tls)
+"""The rules between plugin settings, in the order they run (after every setting parsed)."""
+
+
+def _backoff_order(settings: ConnectSettings, env: Mapping[str, str]) -> None:
+    if "RPCPLUGIN_CONNECT_MAX_BACKOFF" not in env or env["RPCPLUGIN_CONNECT_MAX_BACKOFF"] == "":
+        # the default ceiling is never below the first wait
+        derive(settings, "max_backoff", max(settings.max_backoff, settings.backoff))
+    elif settings.max_backoff < settings.backoff:
+        raise ConfigError(
+            "RPCPLUGIN_CONNECT_MAX_BACKOFF",
+            env.get("RPCPLUGIN_CONNECT_MAX_BACKOFF"),
+            f"must be at least RPCPLUGIN_CONNECT_BACKOFF={settings.backoff:g}",
+        )
+
+
+CONNECT_CHECKS: tuple[ConnectCheck, ...] = (_backoff_order,)
+"""The rules between host-side settings."""
 
 
 _BOOL_WORDS = {
@@ -391,67 +691,7 @@ def parse_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        return _BOOL_WORDS[raw.strip().lower()]
-    except KeyError:
-        raise ConfigError(name, raw, "use true or false (also 1/0, yes/no, on/off)") from None
-
-
-def _choice(
-    env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str, *, fold: bool = False
-) -> str:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    value = raw.strip().lower() if fold else raw.strip()
-    if value not in allowed:
-        raise ConfigError(name, raw, "one of " + ", ".join(allowed))
-    return value
-
-
-def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ConfigError(name, raw, f"a whole number from {low} to {high}") from None
-    if not low <= value <= high:
-        raise ConfigError(name, raw, f"a whole number from {low} to {high}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, *, low: float, high: float) -> float:
-    value = _optional_float(env, name, low=low, high=high)
-    return default if value is None else value
-
-
-def _optional_float(env: Mapping[str, str], name: str, *, low: float, high: float) -> float | None:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        raise ConfigError(name, raw, f"a number from {low:g} to {high:g}") from None
-    if not math.isfinite(value) or not low <= value <= high:
-        raise ConfigError(name, raw, f"a number from {low:g} to {high:g}")
-    return value
-
-
-def _listen_address(env: Mapping[str, str]) -> str | None:
-    raw = env.get("RPCPLUGIN_LISTEN")
-    if raw is None or raw.strip() == "":
-        return None
-    value = raw.strip()
-    host, sep, port = value.rpartition(":")
-    bracketed = host.startswith("[") and host.endswith("]")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ConfigError("RPCPLUGIN_LISTEN", raw, "host:port, e.g. 0.0.0.0:7000 or [::1]:7000")
-    if ":" in host and not bracketed:
-        raise ConfigError("RPCPLUGIN_LISTEN", raw, "an IPv6 host goes in brackets: [::1]:7000")
-    return value
+    return bool(Bool().parse(name, raw))
 
 
 def _is_loopback(address: str) -> bool:
@@ -466,8 +706,10 @@ def _is_loopback(address: str) -> bool:
         return False
 
 
-def _port(env: Mapping[str, str], name: str) -> int | None:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return None
-    return _int(env, name, 0, low=0, high=65535)
+def settings_markdown() -> str:
+    """The settings table of docs/configuration.md, rendered from :data:`SETTINGS`."""
+    lines = ["| Variable | Set by | Default | Meaning |", "|---|---|---|---|"]
+    for setting in SETTINGS:
+        cells = (f"`{setting.name}`", setting.set_by, setting.documented_default, setting.meaning)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
