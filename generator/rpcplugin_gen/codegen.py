@@ -274,19 +274,31 @@ def _sort_relative(lines: list[str]) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class _RpcView:
+    """One RPC as the ``_rpc`` template writes it."""
+
     rpc: Rpc
     constant: str
-    protocol_sig: str
-    protocol_stub: str
-    client_sig: str
-    client_body: str
-    constant_def: str
+    """The private module-level name of its ``rpcplugin.calls.Method``."""
+    request: str
+    """Its message types as the module spells them: ``_svc_pb2.GetRequest``."""
+    response: str
+    caller: str
+    """The ``rpcplugin.calls.Caller`` method that makes the call."""
 
 
 def _service_view(proto: ProtoFile, service: Service) -> dict[str, object]:
     return {
         "s": service,
-        "rpcs": [_rpc_view(proto, service, rpc) for rpc in service.rpcs],
+        "rpcs": [
+            _RpcView(
+                rpc=rpc,
+                constant=model.method_constant(service, rpc),
+                request=proto.ref(rpc.request),
+                response=proto.ref(rpc.response),
+                caller=_CALLER_METHOD[rpc.kind],
+            )
+            for rpc in service.rpcs
+        ],
     }
 
 
@@ -296,54 +308,6 @@ _CALLER_METHOD = {
     model.CLIENT_STREAM: "client_stream",
     model.BIDI_STREAM: "bidi_stream",
 }
-
-
-def _rpc_view(proto: ProtoFile, service: Service, rpc: Rpc) -> _RpcView:
-    request, response = proto.ref(rpc.request), proto.ref(rpc.response)
-    if rpc.client_streaming:
-        param = f"requests: _AsyncIterator[{request}]"
-        wide = f"_AsyncIterable[{request}] | _Iterable[{request}]"
-        client_param = (
-            f"requests: {wide} | None = None" if rpc.server_streaming else (f"requests: {wide}")
-        )
-        argument = "requests"
-    else:
-        param = f"request: {request}"
-        client_param = f"request: {request} | None = None" if rpc.empty_request else param
-        argument = "request"
-    returns = f"_AsyncIterator[{response}]" if rpc.server_streaming else response
-    head = f"def {rpc.attr}" if rpc.server_streaming else f"async def {rpc.attr}"
-    params = ["self", param, "/"]
-    options = [
-        "timeout: _builtins.float | None = None",
-        "metadata: _calls.Metadata | None = None",
-    ]
-    if rpc.kind == model.SERVER_STREAM:
-        client_returns = f"_calls.ServerStream[{response}]"
-    elif rpc.kind == model.BIDI_STREAM:
-        client_returns = f"_calls.BidiStream[{request}, {response}]"
-    else:
-        client_returns = response
-    constant = model.method_constant(service, rpc)
-    caller = f"self._caller.{_CALLER_METHOD[rpc.kind]}"
-    caller = f"return await {caller}" if not rpc.server_streaming else f"return {caller}"
-    return _RpcView(
-        rpc=rpc,
-        constant=constant,
-        protocol_sig=rendering.signature("    ", head, params, returns),
-        protocol_stub=rendering.signature("    ", head, params, returns, stub=True),
-        client_sig=rendering.signature(
-            "    ", head, ["self", client_param, "/", "*", *options], client_returns
-        ),
-        client_body=rendering.call(
-            "        ", caller, [constant, argument, "timeout=timeout", "metadata=metadata"]
-        ),
-        constant_def=rendering.call(
-            "",
-            f"{constant}: _typing.Final = _calls.Method",
-            [json.dumps(rpc.path), f"_calls.RpcKind.{rpc.kind}", request, response],
-        ),
-    )
 
 
 # --- the package-level ``plugin.py`` ----------------------------------------------------------
@@ -408,24 +372,10 @@ def _plugin_module(package: Package) -> dict[str, object]:
         (version, [b for b in package.bindings if b.service.settings.version == version])
         for version in package.versions
     ]
-    params = [
-        f"{b.arg}: {aliases[b.file.rpc_module.path]}.{b.service.name}" for b in package.bindings
-    ]
     return {
         "package": package,
         "imports": _sort_relative(imports),
         "aliases": {b.arg: aliases[b.file.rpc_module.path] for b in package.bindings},
         "by_version": by_version,
-        "handlers_sig": rendering.signature(
-            "", "def handlers", ["*", *params], "dict[int, list[_grpc.GenericRpcHandler]]"
-        ),
-        "serve_sig": rendering.signature("", "def serve", ["*", *params], "_typing.NoReturn"),
-        "versions_literal": "("
-        + ", ".join(map(str, package.versions))
-        + ("," if len(package.versions) == 1 else "")
-        + ")",
-        "handlers_call": rendering.call(
-            "    ", "versions = handlers", [f"{b.arg}={b.arg}" for b in package.bindings]
-        ),
         "pystr": json.dumps,
     }

@@ -1,9 +1,11 @@
 """The jinja2 environment (one per run, templates compiled once) and its formatting helpers.
 
 Generated code is emitted pre-formatted: ``ruff format`` (line length 100) leaves it unchanged,
-so no formatter runs at generation time. The helpers below make the two layout decisions a
-formatter would: a signature or call that fits in 100 columns stays on one line, anything
-longer is exploded one item per line with a trailing comma (which formatters keep exploded).
+so no formatter runs at generation time. Templates write every signature and call on one line,
+as it reads; the ``fit`` filter makes the layout decision a formatter would: a line that fits in
+100 columns stays as it is, a longer one has its bracket contents moved to one indented line,
+or exploded one item per line with a trailing comma (which formatters keep exploded). The
+``docstring`` filter turns the prose written in a template into a docstring literal.
 """
 
 from __future__ import annotations
@@ -26,25 +28,56 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(signature=signature, call=call, docstring=docstring, import_line=import_line)
+    env.filters.update(fit=fit, docstring=_docstring_block)
     return env
 
 
-def signature(
-    indent: str, head: str, params: Sequence[str], returns: str, stub: bool = False
-) -> str:
-    """``{indent}{head}(params) -> returns:`` (``: ...`` when ``stub``), laid out like ruff.
+def fit(text: str) -> str:
+    """Every line of ``text`` longer than 100 columns laid out like ruff.
 
-    One line if it fits; else the parameters on one indented line if they fit; else one
-    parameter per line with a trailing comma.
+    A line is split at its first opening bracket, ``head(items)close``: the items on one
+    indented line if they fit, else one item per line with a trailing comma. Lines without a
+    bracket are left as they are.
     """
-    end = ": ..." if stub else ":"
-    return _bracketed(indent, head, params, f") -> {returns}{end}")
+    return "\n".join(_fit_line(line) for line in text.split("\n"))
 
 
-def call(indent: str, head: str, args: Sequence[str]) -> str:
-    """``{indent}{head}(args)``, laid out like :func:`signature`."""
-    return _bracketed(indent, head, args, ")")
+def _fit_line(line: str) -> str:
+    if len(line) <= LINE_LENGTH or "(" not in line:
+        return line
+    indent = line[: len(line) - len(line.lstrip(" "))]
+    start = line.index("(")
+    items: list[str] = []
+    depth, item_start, quote, i = 0, start + 1, "", start + 1
+    while i < len(line):
+        char = line[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in "}]" or (char == ")" and depth > 0):
+            depth -= 1
+        elif char == ")":
+            break
+        elif char == "," and depth == 0:
+            items.append(line[item_start:i].strip())
+            item_start = i + 1
+        i += 1
+    last = line[item_start:i].strip()
+    if last:
+        items.append(last)
+    return _bracketed(indent, line[len(indent) : start], items, line[i:])
+
+
+def _docstring_block(text: str, indent: str) -> str:
+    """A ``{% filter docstring(indent) %}`` block: its text as a docstring literal line."""
+    literal = docstring(text, indent)
+    return f"{literal}\n" if literal else ""
 
 
 def _bracketed(indent: str, head: str, items: Sequence[str], close: str) -> str:

@@ -19,11 +19,12 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import __version__, naming, rendering
 from .codegen import Binding, Package
 from .errors import GenerationError
-from .model import MessageRef, Module, Rpc
+from .model import MessageRef, Module, Rpc, Service
 
 FILE_NAME = "servicer.py"
 
@@ -95,39 +96,43 @@ def _combined(module: str, names: list[str]) -> list[str]:
     return lines + [f"from {module} import {n}" for n in aliased]
 
 
-def _signature(names: _Names, rpc: Rpc) -> tuple[str, str, str]:
-    request = names.message(rpc.request)
-    response = names.message(rpc.response)
-    param = f"requests: AsyncIterator[{request}]" if rpc.client_streaming else f"request: {request}"
-    returns = f"AsyncIterator[{response}]" if rpc.server_streaming else response
-    return param, returns, "requests" if rpc.client_streaming else "request"
+@dataclass(frozen=True, slots=True)
+class _StubView:
+    """One RPC as ``servicer_class.py.j2`` writes its stub."""
+
+    rpc: Rpc
+    request: str
+    """Its message types as the file spells them: ``svc_pb2.GetRequest``."""
+    response: str
 
 
-def _stub(names: _Names, rpc: Rpc) -> str:
-    param, returns, argument = _signature(names, rpc)
-    lines = [rendering.signature("    ", f"async def {rpc.attr}", ["self", param, "/"], returns)]
-    if rpc.doc:
-        lines.append(rendering.docstring(rpc.doc, "        "))
-    if rpc.server_streaming:
-        lines.append(
-            f"        async for reply in super().{rpc.attr}({argument}):  # TODO: implement"
-        )
-        lines.append("            yield reply")
-    else:
-        lines.append(f"        return await super().{rpc.attr}({argument})  # TODO: implement")
-    return "\n".join(lines) + "\n"
+@dataclass(frozen=True, slots=True)
+class _ClassView:
+    """One service as ``servicer_class.py.j2`` writes its class."""
+
+    service: Service
+    cls: str
+    base: str
+    """The generated base class as the file spells it: ``svc_rpc.GreeterServicer``."""
+    arg: str
+    """Its keyword argument of ``plugin.serve()``."""
+    rpcs: list[_StubView]
 
 
-def _class(names: _Names, binding: Binding) -> str:
+def _stub_view(names: _Names, rpc: Rpc) -> _StubView:
+    return _StubView(rpc, names.message(rpc.request), names.message(rpc.response))
+
+
+def _class_view(names: _Names, binding: Binding) -> _ClassView:
     service = binding.service
-    rpc_module = names.aliases[binding.file.rpc_module.path]
-    summary = service.doc.split("\n\n")[0].replace("\n", " ") if service.doc else ""
-    doc = f"Implements ``{service.full_name}``." + (f" {summary}" if summary else "")
-    parts = [f"class {binding.cls}({rpc_module}.{service.servicer}):\n"]
-    parts.append(rendering.docstring(doc, "    ") + "\n")
-    for rpc in service.rpcs:
-        parts.append("\n" + _stub(names, rpc))
-    return "".join(parts)
+    base = f"{names.aliases[binding.file.rpc_module.path]}.{service.servicer}"
+    rpcs = [_stub_view(names, rpc) for rpc in service.rpcs]
+    return _ClassView(service, binding.cls, base, binding.arg, rpcs)
+
+
+def _macros() -> Any:
+    """The macros of ``servicer_class.py.j2``: ``stub(view)`` and ``service_class(view)``."""
+    return rendering.environment().get_template("servicer_class.py.j2").module
 
 
 def render(package: Package) -> str:
@@ -141,10 +146,7 @@ def render(package: Package) -> str:
         protos=", ".join(package.protos),
         streaming=any(r.client_streaming or r.server_streaming for r in rpcs),
         imports=names.imports(),
-        classes=[_class(names, b) for b in package.bindings],
-        serve_call=rendering.call(
-            "    ", "plugin.serve", [f"{b.arg}={b.cls}()" for b in package.bindings]
-        ),
+        classes=[_class_view(names, b) for b in package.bindings],
     )
 
 
@@ -364,6 +366,7 @@ def append_stubs(source: str, package: Package) -> tuple[str, list[str]]:
     reader = _Reader(tree)
     found = _find_classes(reader, package)
     names = _Names(package)
+    macros = _macros()
     lines = source.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
@@ -374,7 +377,7 @@ def append_stubs(source: str, package: Package) -> tuple[str, list[str]]:
     for b in package.bindings:
         user = found.get(b.service.full_name)
         if user is None:
-            new_classes.append(_class(names, b))
+            new_classes.append(str(macros.service_class(_class_view(names, b))))
             added.append(f"class {b.cls} ({b.service.full_name}); add {b.arg}={b.cls}() to main()")
             needed.add(b.file.rpc_module.path)
             for rpc in b.service.rpcs:
@@ -384,7 +387,7 @@ def append_stubs(source: str, package: Package) -> tuple[str, list[str]]:
         if not missing:
             continue
         end = user.node.end_lineno or len(lines)
-        text = "".join("\n" + _stub(names, rpc) for rpc in missing)
+        text = "".join("\n" + str(macros.stub(_stub_view(names, rpc))) for rpc in missing)
         inserts.append((end, text))
         for rpc in missing:
             added.append(f"{user.node.name}.{rpc.attr}")
