@@ -33,7 +33,6 @@ second, competing registration path next to ``XPlugin.handler``; ``XClient`` rep
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -228,13 +227,17 @@ def _rpc_module(proto: ProtoFile) -> dict[str, object]:
         r.client_streaming or r.server_streaming for s in proto.services for r in s.rpcs
     )
     client_streaming = any(r.client_streaming for s in proto.services for r in s.rpcs)
+    rpcs = [r for s in proto.services for r in s.rpcs]
+    server_streaming = any(r.server_streaming for r in rpcs)
+    abc = {
+        "AsyncIterable": client_streaming,
+        "AsyncIterator": streaming,
+        "Awaitable": not all(r.server_streaming for r in rpcs),
+        "Iterable": client_streaming,
+        "Iterator": server_streaming,
+    }
     stdlib = ["import builtins as _builtins", "import typing as _typing"]
-    if client_streaming:
-        stdlib.append("from collections.abc import AsyncIterable as _AsyncIterable")
-    if streaming:
-        stdlib.append("from collections.abc import AsyncIterator as _AsyncIterator")
-    if client_streaming:
-        stdlib.append("from collections.abc import Iterable as _Iterable")
+    stdlib += [f"from collections.abc import {n} as _{n}" for n, used in abc.items() if used]
     third_party = [
         rendering.import_line(m.path[:-1], m.path, False, proto.aliases[m.path])
         for m in proto.imports
@@ -251,13 +254,12 @@ def _rpc_module(proto: ProtoFile) -> dict[str, object]:
     ]
     names: list[str] = []
     for service in proto.services:
-        names += [service.name, service.servicer, service.client, service.binding]
+        names += [service.name, service.handlers, service.servicer, service.client, service.binding]
     return {
         "proto": proto,
         "import_groups": [stdlib, sorted(third_party), _sort_relative(local)],
         "all": sorted(names),
         "services": [_service_view(proto, s) for s in proto.services],
-        "pystr": json.dumps,
     }
 
 
@@ -377,5 +379,4 @@ def _plugin_module(package: Package) -> dict[str, object]:
         "imports": _sort_relative(imports),
         "aliases": {b.arg: aliases[b.file.rpc_module.path] for b in package.bindings},
         "by_version": by_version,
-        "pystr": json.dumps,
     }

@@ -36,7 +36,9 @@ RPC_MODULE_IMPORTS = (
     "_typing",
     "_AsyncIterable",
     "_AsyncIterator",
+    "_Awaitable",
     "_Iterable",
+    "_Iterator",
     "_calls",
     "_servicer",
     "__all__",
@@ -110,6 +112,11 @@ class Service:
     @property
     def servicer(self) -> str:
         return f"{self.name}Servicer"
+
+    @property
+    def handlers(self) -> str:
+        """The protocol of what serving it accepts (``def`` or ``async def`` per RPC)."""
+        return f"{self.name}Handlers"
 
     @property
     def client(self) -> str:
@@ -326,6 +333,7 @@ def _check_file_names(model: ProtoFile) -> None:
         where = service.location
         claim(service.name, f"service {service.name}", where)
         claim(service.servicer, f"the servicer base of service {service.name}", where)
+        claim(service.handlers, f"the handlers protocol of service {service.name}", where)
         claim(service.client, f"the client of service {service.name}", where)
         role = "callback" if service.host_provided else "plugin"
         claim(service.binding, f"the {role} binding of service {service.name}", where)

@@ -10,6 +10,7 @@ or exploded one item per line with a trailing comma (which formatters keep explo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,7 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(fit=fit, docstring=_docstring_block)
+    env.globals.update(pystr=json.dumps)  # a Python string literal
     return env
 
 

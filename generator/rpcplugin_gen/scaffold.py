@@ -70,7 +70,8 @@ class _Names:
         self, paths: Sequence[tuple[str, ...]] | None = None, *, with_plugin: bool = True
     ) -> list[str]:
         """Import lines for ``paths`` (all by default), grouped like isort, names combined;
-        ``with_plugin`` adds ``plugin`` to the package's own ``from . import`` line."""
+        ``with_plugin`` (a new file) adds ``plugin`` to the package's own ``from . import`` line
+        and imports ``Unimplemented``, which the stubs raise."""
         wanted = sorted(self.modules) if paths is None else sorted(paths)
         external: dict[str, list[str]] = {}
         local: dict[str, list[str]] = {}
@@ -81,6 +82,7 @@ class _Names:
             (local if module.local else external).setdefault(source, []).append(names)
         if with_plugin:
             local.setdefault(".", []).append("plugin")
+            external.setdefault("rpcplugin.servicer", []).append("Unimplemented")
         lines = [line for m, n in sorted(external.items()) for line in _combined(m, n)]
         if lines and local:
             lines.append("")
@@ -209,6 +211,7 @@ def _find_classes(reader: _Reader, package: Package) -> dict[str, _UserClass]:
     for b in package.bindings:
         wanted[(b.file.rpc_module.path, b.service.servicer)] = b
         wanted[(b.file.rpc_module.path, b.service.name)] = b
+        wanted[(b.file.rpc_module.path, b.service.handlers)] = b
     found: dict[str, _UserClass] = {}
     for node in reader.classes():
         for base in node.bases:
@@ -231,16 +234,24 @@ def _rpc_modules(reader: _Reader) -> Iterator[tuple[ast.ClassDef, tuple[str, ...
                 yield node, target[0], target[1]
 
 
+_STREAM_TYPES = frozenset(
+    {"AsyncIterator", "AsyncIterable", "AsyncGenerator", "Iterator", "Iterable", "Generator"}
+    | {"RequestStream"}
+)
+"""Annotations of a stream, in an ``async def`` or a plain ``def`` handler."""
+
+
 def _annotation_message(
     reader: _Reader, node: ast.expr | None
 ) -> tuple[bool, tuple[tuple[str, ...], str] | None]:
-    """(is a stream, (module path, qualname)) of an annotation like ``AsyncIterator[x_pb2.M]``."""
+    """(is a stream, (module path, qualname)) of an annotation like ``AsyncIterator[x_pb2.M]``
+    or ``Iterator[x_pb2.M]``."""
     if node is None:
         return False, None
     if isinstance(node, ast.Subscript):
         outer = node.value
         name = outer.attr if isinstance(outer, ast.Attribute) else getattr(outer, "id", "")
-        if name in ("AsyncIterator", "AsyncIterable", "AsyncGenerator"):
+        if name in _STREAM_TYPES:
             inner = node.slice.elts[0] if isinstance(node.slice, ast.Tuple) else node.slice
             return True, reader.resolve(inner)
     return False, reader.resolve(node)
@@ -325,7 +336,7 @@ def drift(source: str, package: Package) -> Drift:
     known = {
         (b.file.rpc_module.path, n)
         for b in package.bindings
-        for n in (b.service.servicer, b.service.name)
+        for n in (b.service.servicer, b.service.name, b.service.handlers)
     }
     for node, module, attr in _rpc_modules(reader):
         if (module, attr) not in known:
@@ -406,6 +417,8 @@ def append_stubs(source: str, package: Package) -> tuple[str, list[str]]:
     import_lines: list[str] = []
     if uses_iterator and "AsyncIterator" not in reader.names:
         import_lines.append("from collections.abc import AsyncIterator")
+    if inserts and "Unimplemented" not in reader.names:
+        import_lines.append("from rpcplugin.servicer import Unimplemented")
     import_lines += [line for line in names.imports(missing_imports, with_plugin=False) if line]
     if import_lines:
         last_import = max(

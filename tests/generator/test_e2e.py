@@ -21,26 +21,26 @@ from .conftest import SAMPLE, copy_corpus, run_cli
 
 IMPLEMENTATION = {
     # stub body (as generated) -> the user's code
-    "        return await super().get(request)  # TODO: implement\n": """\
+    '        raise Unimplemented("/acme.svc.v1.Greeter/Get")  # TODO: implement\n': """\
         metadata = dict(current_call().invocation_metadata() or ())
         who = str(metadata.get("x-user", "nobody"))
         return common_pb2.Item(id=request.id, note=wrappers_pb2.StringValue(value=who))
 """,
-    "        async for reply in super().list(request):  # TODO: implement\n"
-    "            yield reply\n": """\
+    '        raise Unimplemented("/acme.svc.v1.Greeter/List")  # TODO: implement\n'
+    "        yield  # never reached; makes this an async generator\n": """\
         for i in range(request.limit):
             yield common_pb2.Item(id=f"{request.prefix}{i}")
 """,
-    "        return await super().upload(requests)  # TODO: implement\n": """\
+    '        raise Unimplemented("/acme.svc.v1.Greeter/Upload")  # TODO: implement\n': """\
         ids = [item.id async for item in requests]
         return svc_pb2.UploadSummary(count=len(ids))
 """,
-    "        async for reply in super().chat(requests):  # TODO: implement\n"
-    "            yield reply\n": """\
+    '        raise Unimplemented("/acme.svc.v1.Greeter/Chat")  # TODO: implement\n'
+    "        yield  # never reached; makes this an async generator\n": """\
         async for route in requests:
             yield svc_pb2.Route(type=route.type.upper())
 """,
-    "        return await super().ping(request)  # TODO: implement\n": """\
+    '        raise Unimplemented("/acme.svc.v1.Greeter/Ping")  # TODO: implement\n': """\
         return empty_pb2.Empty()
 """,
 }
@@ -219,9 +219,10 @@ async def test_two_majors_negotiate(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert run_cli(args).exit_code == 0
     servicer = out / "servicer.py"
     text = servicer.read_text()
-    stub = "        return await super().get(request)  # TODO: implement\n"
-    assert text.count(stub) == 2
-    text = text.replace(stub, KV_IMPLEMENTATION["v1"], 1).replace(stub, KV_IMPLEMENTATION["v2"], 1)
+    for version in ("v1", "v2"):
+        stub = f'        raise Unimplemented("/kvtest.{version}.KV/Get")  # TODO: implement\n'
+        assert text.count(stub) == 1
+        text = text.replace(stub, KV_IMPLEMENTATION[version])
     servicer.write_text(text)
     monkeypatch.syspath_prepend(str(tmp_path))
     from kvapp import plugin  # type: ignore[import-not-found]

@@ -19,7 +19,7 @@ def _args(root: Path, files: list[str], out: Path, *extra: str) -> list[str]:
 def _implement_get(servicer: Path) -> None:
     text = servicer.read_text()
     stub = '''        """Get returns one item by id."""
-        return await super().get(request)  # TODO: implement
+        raise Unimplemented("/acme.svc.v1.Greeter/Get")  # TODO: implement
 '''
     assert stub in text
     servicer.write_text(
@@ -119,3 +119,29 @@ def test_check_passes_on_fresh_output_and_fails_on_stale(tmp_path: Path) -> None
     stale = run_cli(_args(root, files, out, "--check"))
     assert stale.exit_code == 1
     assert "kv_pb2.py: missing or out of date" in stale.stderr
+
+
+def test_check_accepts_sync_handlers(tmp_path: Path) -> None:
+    """Plain ``def`` handlers with ``Iterator``/``RequestStream`` annotations are not drift."""
+    root, files = copy_corpus(SAMPLE, tmp_path / "protos")
+    out = tmp_path / "pkg"
+    assert run_cli(_args(root, files, out, "-q")).exit_code == 0
+    servicer = out / "servicer.py"
+    text = servicer.read_text()
+    text = text.replace("    async def ", "    def ").replace("AsyncIterator[", "Iterator[")
+    text = text.replace(
+        "requests: Iterator[svc_pb2.Route]", "requests: RequestStream[svc_pb2.Route]"
+    )
+    text = text.replace(
+        "from collections.abc import AsyncIterator", "from collections.abc import Iterator"
+    )
+    text = text.replace(
+        "from rpcplugin.servicer import Unimplemented",
+        "from rpcplugin.servicer import RequestStream, Unimplemented",
+    )
+    servicer.write_text(text)
+    ok = run_cli(_args(root, files, out, "--check"))
+    assert ok.exit_code == 0, ok.stderr
+    servicer.write_text(text.replace("-> Iterator[common_pb2.Item]", "-> common_pb2.Item", 1))
+    drift = run_cli(_args(root, files, out, "--check"))
+    assert "~ Greeter.list: the response is a stream in the proto" in drift.stderr

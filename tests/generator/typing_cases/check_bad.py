@@ -5,7 +5,7 @@ test_typecheck asserts mypy reports exactly these (line, code) pairs and nothing
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import grpc.aio
 from app.gen.sample import plugin
@@ -40,6 +40,32 @@ class WrongOverride(svc_rpc.GreeterServicer):
         return common_pb2.Item()
 
 
+class WrongSync(svc_rpc.GreeterServicer):
+    def get(self, request: svc_pb2.GetRequest, /) -> common_pb2.Item:
+        return svc_pb2.UploadSummary()  # E: return-value
+
+    def list(self, request: svc_pb2.ListRequest, /) -> Iterator[common_pb2.Item]:
+        yield svc_pb2.Route()  # E: misc
+
+
+class WrongSyncOverride(svc_rpc.GreeterServicer):
+    def get(self, request: svc_pb2.GetRequest, /) -> svc_pb2.UploadSummary:  # E: override
+        return svc_pb2.UploadSummary()
+
+    def list(self, request: svc_pb2.ListRequest, /) -> common_pb2.Item:  # E: override
+        return common_pb2.Item()
+
+    def upload(self, requests: Iterator[svc_pb2.Route], /) -> svc_pb2.UploadSummary:  # E: override
+        return svc_pb2.UploadSummary()
+
+
+class StrictMixed(svc_rpc.AdminHandlers):
+    """Strict mode with sync handlers: subclassing ``AdminHandlers`` and leaving out an RPC."""
+
+    def with_options_(self, request: empty_pb2.Empty, /) -> common_pb2.Optional:
+        return common_pb2.Optional()
+
+
 class StrictAdmin(svc_rpc.Admin):
     """Strict mode: subclassing the protocol and leaving out an RPC."""
 
@@ -54,6 +80,17 @@ class NotAGreeter:
 
 def strict() -> None:
     StrictAdmin()  # E: abstract
+    StrictMixed()  # E: abstract
+
+
+class Partial(svc_rpc.GreeterServicer):
+    async def get(self, request: svc_pb2.GetRequest, /) -> common_pb2.Item:
+        return common_pb2.Item()
+
+
+async def partial_is_not_a_greeter(greeter: svc_rpc.Greeter) -> None:
+    """The ``Greeter`` protocol is async; a servicer's inherited RPCs may be sync."""
+    await partial_is_not_a_greeter(Partial())  # E: arg-type
 
 
 def not_a_greeter() -> None:  # serve() never returns: one call per function

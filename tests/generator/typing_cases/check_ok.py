@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import grpc.aio
 from app.gen.sample import plugin
@@ -11,7 +11,7 @@ from app.gen.sample.acme.svc.v1 import svc_pb2, svc_rpc
 from google.protobuf import empty_pb2, struct_pb2, wrappers_pb2
 
 import rpcplugin
-from rpcplugin.servicer import current_call
+from rpcplugin.servicer import RequestStream, current_call
 
 
 class Store(svc_rpc.GreeterServicer):
@@ -33,6 +33,53 @@ class Store(svc_rpc.GreeterServicer):
             yield route
 
 
+class SyncStore(svc_rpc.GreeterServicer):
+    """Plain ``def`` handlers of every kind: the base allows either form per RPC."""
+
+    def get(self, request: svc_pb2.GetRequest, /) -> common_pb2.Item:
+        return common_pb2.Item(id=request.id)
+
+    def list(self, req: svc_pb2.ListRequest, /) -> Iterator[common_pb2.Item]:
+        for i in range(req.limit):
+            yield common_pb2.Item(id=f"{req.prefix}{i}")
+
+    def upload(self, requests: Iterator[common_pb2.Item], /) -> svc_pb2.UploadSummary:
+        return svc_pb2.UploadSummary(count=sum(1 for _ in requests))
+
+    def chat(self, requests: Iterator[svc_pb2.Route], /) -> Iterator[svc_pb2.Route]:
+        yield from requests
+
+
+class MixedStore(svc_rpc.GreeterServicer):
+    """One sync and one async handler side by side; the request stream type works as both."""
+
+    def get(self, request: svc_pb2.GetRequest, /) -> common_pb2.Item:
+        return common_pb2.Item(id=request.id)
+
+    async def ping(self, request: empty_pb2.Empty, /) -> empty_pb2.Empty:
+        return request
+
+    def upload(self, requests: RequestStream[common_pb2.Item], /) -> svc_pb2.UploadSummary:
+        return svc_pb2.UploadSummary(count=len(list(requests)))
+
+    async def chat(self, requests: RequestStream[svc_pb2.Route], /) -> AsyncIterator[svc_pb2.Route]:
+        async for route in requests:
+            yield route
+
+
+class StrictMixedAdmin(svc_rpc.AdminHandlers):
+    """Strict, sync and async mixed: subclassing ``AdminHandlers`` makes every RPC mandatory."""
+
+    def with_options_(self, request: empty_pb2.Empty, /) -> common_pb2.Optional:
+        return common_pb2.Optional(value="x")
+
+    async def lambda_(self, request: common_pb2.ItemAttr, /) -> common_pb2.Item.Attr:
+        return common_pb2.Item.Attr(key=str(request.x))
+
+    def type(self, request: empty_pb2.Empty, /) -> empty_pb2.Empty:
+        return request
+
+
 class StrictAdmin(svc_rpc.Admin):
     """Strict: subclassing the protocol makes every RPC mandatory (all implemented here)."""
 
@@ -47,7 +94,7 @@ class StrictAdmin(svc_rpc.Admin):
 
 
 async def use_greeter(greeter: svc_rpc.Greeter) -> list[str]:
-    """Written against the protocol: works with a client or a local servicer."""
+    """Written against the protocol: works with a client or a local all-async object."""
     item = await greeter.get(svc_pb2.GetRequest(id="a"))
     ids = [item.id]
     async for listed in greeter.list(svc_pb2.ListRequest(prefix="p", limit=2)):
@@ -56,10 +103,15 @@ async def use_greeter(greeter: svc_rpc.Greeter) -> list[str]:
     return ids
 
 
+async def use_admin(admin: svc_rpc.Admin) -> str:
+    return (await admin.with_options_(empty_pb2.Empty())).value
+
+
 async def host(channel: grpc.aio.Channel) -> None:
     client = svc_rpc.GreeterClient(channel, timeout=5.0, metadata={"x-app": "demo"})
     await use_greeter(client)
-    await use_greeter(Store())
+    await use_admin(StrictAdmin())
+    await use_admin(svc_rpc.AdminClient(channel))
     quick = client.with_options(timeout=0.5)
     item: common_pb2.Item = await quick.get(svc_pb2.GetRequest(id="x"), metadata=[("k", "v")])
     stream = client.list(svc_pb2.ListRequest(prefix="a"))
@@ -100,6 +152,14 @@ async def launch() -> None:
 
 def serve() -> None:
     plugin.serve(greeter=Store(), admin=StrictAdmin())
+
+
+def serve_sync() -> None:
+    plugin.serve(greeter=SyncStore(), admin=StrictMixedAdmin())
+
+
+def serve_mixed() -> None:
+    plugin.serve(greeter=MixedStore(), admin=svc_rpc.AdminServicer())
 
 
 def handlers() -> None:

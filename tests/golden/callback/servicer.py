@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import NoReturn
 
+from rpcplugin.servicer import Unimplemented
+
 from . import plugin
 from .deploy.v1 import deploy_pb2, deploy_rpc
 
@@ -16,7 +18,7 @@ class Deployer(deploy_rpc.DeployerServicer):
 
     async def deploy(self, request: deploy_pb2.DeployRequest, /) -> deploy_pb2.DeployReply:
         """Deploy deploys an app, asking the host for the secrets it needs."""
-        return await super().deploy(request)  # TODO: implement
+        raise Unimplemented("/deploy.v1.Deployer/Deploy")  # TODO: implement
 
 
 def main() -> NoReturn:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import NoReturn
 
+from rpcplugin.servicer import Unimplemented
+
 from . import plugin
 from .kvtest.v1 import kv_pb2 as v1_kv_pb2
 from .kvtest.v1 import kv_rpc as v1_kv_rpc
@@ -20,11 +22,11 @@ class KVV1(v1_kv_rpc.KVServicer):
 
     async def get(self, request: v1_kv_pb2.GetRequest, /) -> v1_kv_pb2.GetResponse:
         """Get returns the value of a key."""
-        return await super().get(request)  # TODO: implement
+        raise Unimplemented("/kvtest.v1.KV/Get")  # TODO: implement
 
     async def put(self, request: v1_kv_pb2.PutRequest, /) -> v1_kv_pb2.Empty:
         """Put sets a key."""
-        return await super().put(request)  # TODO: implement
+        raise Unimplemented("/kvtest.v1.KV/Put")  # TODO: implement
 
 
 class KVV2(v2_kv_rpc.KVServicer):
@@ -32,16 +34,16 @@ class KVV2(v2_kv_rpc.KVServicer):
 
     async def get(self, request: v2_kv_pb2.GetRequest, /) -> v2_kv_pb2.GetResponse:
         """Get returns the value of a key."""
-        return await super().get(request)  # TODO: implement
+        raise Unimplemented("/kvtest.v2.KV/Get")  # TODO: implement
 
     async def put(self, request: v2_kv_pb2.PutRequest, /) -> v2_kv_pb2.Empty:
         """Put sets a key."""
-        return await super().put(request)  # TODO: implement
+        raise Unimplemented("/kvtest.v2.KV/Put")  # TODO: implement
 
     async def watch(self, request: v2_kv_pb2.GetRequest, /) -> AsyncIterator[v2_kv_pb2.GetResponse]:
         """Watch streams the values a key takes (new in version 2)."""
-        async for reply in super().watch(request):  # TODO: implement
-            yield reply
+        raise Unimplemented("/kvtest.v2.KV/Watch")  # TODO: implement
+        yield  # never reached; makes this an async generator
 
 
 def main() -> NoReturn:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import NoReturn
 
 from google.protobuf import empty_pb2, struct_pb2
+from rpcplugin.servicer import Unimplemented
 
 from . import plugin
 from .acme.common.v1 import common_pb2
@@ -20,33 +21,33 @@ class Greeter(svc_rpc.GreeterServicer):
 
     async def get(self, request: svc_pb2.GetRequest, /) -> common_pb2.Item:
         """Get returns one item by id."""
-        return await super().get(request)  # TODO: implement
+        raise Unimplemented("/acme.svc.v1.Greeter/Get")  # TODO: implement
 
     async def list(self, request: svc_pb2.ListRequest, /) -> AsyncIterator[common_pb2.Item]:
         """List streams the items whose id starts with a prefix."""
-        async for reply in super().list(request):  # TODO: implement
-            yield reply
+        raise Unimplemented("/acme.svc.v1.Greeter/List")  # TODO: implement
+        yield  # never reached; makes this an async generator
 
     async def upload(self, requests: AsyncIterator[common_pb2.Item], /) -> svc_pb2.UploadSummary:
         """Upload stores every item sent and says how many."""
-        return await super().upload(requests)  # TODO: implement
+        raise Unimplemented("/acme.svc.v1.Greeter/Upload")  # TODO: implement
 
     async def chat(self, requests: AsyncIterator[svc_pb2.Route], /) -> AsyncIterator[svc_pb2.Route]:
         """Chat answers each route as it arrives."""
-        async for reply in super().chat(requests):  # TODO: implement
-            yield reply
+        raise Unimplemented("/acme.svc.v1.Greeter/Chat")  # TODO: implement
+        yield  # never reached; makes this an async generator
 
     async def ping(self, request: empty_pb2.Empty, /) -> empty_pb2.Empty:
         """Ping does nothing; its request may be omitted."""
-        return await super().ping(request)  # TODO: implement
+        raise Unimplemented("/acme.svc.v1.Greeter/Ping")  # TODO: implement
 
     async def import_(self, request: svc_pb2.Meta, /) -> struct_pb2.Struct:
         """Import is a Python keyword."""
-        return await super().import_(request)  # TODO: implement
+        raise Unimplemented("/acme.svc.v1.Greeter/Import")  # TODO: implement
 
     async def close(self, request: empty_pb2.Empty, /) -> common_pb2.List:
         """Close must not clash with anything a client inherits."""
-        return await super().close(request)  # TODO: implement
+        raise Unimplemented("/acme.svc.v1.Greeter/Close")  # TODO: implement
 
 
 class Admin(svc_rpc.AdminServicer):
@@ -54,14 +55,14 @@ class Admin(svc_rpc.AdminServicer):
 
     async def with_options_(self, request: empty_pb2.Empty, /) -> common_pb2.Optional:
         """WithOptions collides with the client's with_options()."""
-        return await super().with_options_(request)  # TODO: implement
+        raise Unimplemented("/acme.svc.v1.Admin/WithOptions")  # TODO: implement
 
     async def lambda_(self, request: common_pb2.ItemAttr, /) -> common_pb2.Item.Attr:
-        return await super().lambda_(request)  # TODO: implement
+        raise Unimplemented("/acme.svc.v1.Admin/Lambda")  # TODO: implement
 
     async def type(self, request: empty_pb2.Empty, /) -> empty_pb2.Empty:
         """A comment with a backslash \\ and \"\"\"triple quotes\"\"\" and a "quote" """
-        return await super().type(request)  # TODO: implement
+        raise Unimplemented("/acme.svc.v1.Admin/Type")  # TODO: implement
 
 
 def main() -> NoReturn:
