@@ -21,9 +21,11 @@ from typing import Any
 import click
 from google.protobuf.compiler import plugin_pb2
 
+from rpcplugin.presets import PRESETS
+
 from . import __version__, codegen, compiler, output, project_settings, scaffold
 from .errors import GenerationError
-from .plugin_settings import Overrides
+from .plugin_settings import Overrides, parse_versions
 from .servicer_placement import place
 
 
@@ -65,13 +67,14 @@ def run(options: Options) -> int:
         request, compiled.python, options.overrides, locate=locate, servicer_module=placement.module
     )
     if options.host is not None and generated.package is not None:
-        speaks = project_settings.preset(options.host).versions
+        speaks = PRESETS[options.host].versions
         wrong = [v for v in generated.package.versions if v not in speaks]
         if wrong:
             raise GenerationError(
                 f"--host {options.host}: the protos give app protocol version "
                 f"{', '.join(map(str, wrong))}, but {options.host} speaks "
-                f"{', '.join(map(str, speaks))}; give --protocol-version (or the proto option)"
+                f"{', '.join(map(str, speaks))}; give --protocol-version or --versions "
+                f"(or the proto option)"
             )
     change = output.plan(options.out, generated.files, force=options.force)
 
@@ -207,10 +210,18 @@ class _Command(click.Command):
     type=click.IntRange(min=1),
     help="App protocol version of every service (overrides option and package suffix).",
 )
+@click.option(
+    "--versions",
+    "versions",
+    multiple=True,
+    metavar="[TARGET=]V,V...",
+    help="Serve a service, proto file or package (TARGET; none: every service) as each of these "
+    "app protocol versions, e.g. --versions tfplugin5.proto=5,6 (repeatable).",
+)
 @click.option("--name", help="Plugin name used in logs.")
 @click.option(
     "--host",
-    type=click.Choice(sorted(project_settings.PRESETS)),
+    type=click.Choice(sorted(PRESETS)),
     help="A known host's cookie (and version, where it has one): docs/compatibility.md.",
 )
 @click.option(
@@ -239,6 +250,7 @@ def main(
     cookie_key: str | None,
     cookie_value: str | None,
     protocol_version: int | None,
+    versions: tuple[str, ...],
     name: str | None,
     host: str | None,
     servicer: bool,
@@ -257,17 +269,24 @@ def main(
     Settings may live in [tool.rpcplugin-gen] of pyproject.toml (keys: the long option names,
     and protos); flags override them. `rpcplugin-gen pack --help`: ship a plugin as one file.
     """
+    try:
+        by_target = parse_versions(versions)
+        if "" in by_target and protocol_version is not None:
+            raise GenerationError("give --versions V,V... or --protocol-version, not both")
+    except GenerationError as exc:
+        click.echo(f"rpcplugin-gen: error: {exc.message}", err=True)
+        sys.exit(1)
     if host is not None:
-        known = project_settings.PRESETS[host]
-        cookie_key = cookie_key or known.cookie_key
-        cookie_value = cookie_value or known.cookie_value
+        known = PRESETS[host]
+        cookie_key = cookie_key or known.handshake.cookie_key
+        cookie_value = cookie_value or known.handshake.cookie_value
         if protocol_version is None and len(known.versions) == 1:
             protocol_version = known.versions[0]
     options = Options(
         protos=protos,
         out=out,
         include=include,
-        overrides=Overrides(cookie_key, cookie_value, protocol_version, name),
+        overrides=Overrides(cookie_key, cookie_value, protocol_version, name, by_target),
         servicer=servicer,
         add_stubs=add_stubs,
         check=check,

@@ -81,7 +81,7 @@ class Package:
 
     @property
     def versions(self) -> list[int]:
-        return sorted({b.service.settings.version for b in self.bindings})
+        return sorted({v for b in self.bindings for v in b.service.settings.versions})
 
     @property
     def protos(self) -> list[str]:
@@ -371,7 +371,7 @@ def _plugin_module(package: Package) -> dict[str, object]:
     aliases = naming.unique_aliases(modules, prefix="_")
     imports = [rendering.import_line((), path, True, aliases[path]) for path in modules]
     by_version = [
-        (version, [b for b in package.bindings if b.service.settings.version == version])
+        (version, [b for b in package.bindings if version in b.service.settings.versions])
         for version in package.versions
     ]
     return {

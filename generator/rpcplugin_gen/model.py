@@ -239,6 +239,7 @@ def build(
 ) -> list[ProtoFile]:
     """Models of the files to generate, names checked. ``locate`` maps proto names to paths."""
     index = _Index(request.proto_file, locate)
+    plugin_settings.check_targets(overrides, [index.files[n] for n in request.file_to_generate])
     models: list[ProtoFile] = []
     for name in request.file_to_generate:
         file = index.files[name]

@@ -1,6 +1,8 @@
 """Handshake settings of each service: magic cookie, app protocol version, plugin name.
 
-Precedence, highest first: the generator's flags (``--cookie-key`` …, or protoc plugin options),
+Precedence, highest first: the generator's flags (``--cookie-key`` …, or protoc plugin options;
+for the version, a ``--versions`` entry naming the service, its proto file or its package, then
+``--versions``/``--protocol-version`` for every service),
 the service's ``option (rpcplugin.options.service)``, the file's
 ``option (rpcplugin.options.plugin)``, then defaults:
 
@@ -17,7 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from google.protobuf import descriptor_pb2
 
@@ -37,6 +40,31 @@ class Overrides:
     cookie_value: str | None = None
     protocol_version: int | None = None
     name: str | None = None
+    versions: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    """``--versions``: app protocol versions by target (a service's full name, a proto file's
+    name or a proto package; ``""``: every service), each served as all of them."""
+
+
+def parse_versions(entries: Sequence[str], *, separator: str = ",") -> dict[str, tuple[int, ...]]:
+    """``["5,6", "kv.v1=1,2"]`` → ``{"": (5, 6), "kv.v1": (1, 2)}``; errors name the entry."""
+    result: dict[str, tuple[int, ...]] = {}
+    for entry in entries:
+        target, _, numbers = entry.rpartition("=")
+        target = target.strip()
+        try:
+            versions = tuple(sorted({int(n) for n in numbers.split(separator)}))
+        except ValueError:
+            versions = ()
+        if not versions or min(versions) < 1:
+            raise GenerationError(
+                f"--versions {entry!r}: give [TARGET=]V{separator}V... with versions ≥ 1 "
+                f"(TARGET: a service, proto file or package; none: every service)"
+            )
+        if target in result:
+            what = repr(target) if target else "every service"
+            raise GenerationError(f"--versions names {what} twice; give it once")
+        result[target] = versions
+    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +74,10 @@ class PluginSettings:
     cookie_key: str
     cookie_value: str
     version: int
+    """The highest of :attr:`versions`: the binding's ``version``."""
     name: str | None
+    versions: tuple[int, ...] = ()
+    """Every app protocol version the service is served as, lowest first."""
     host_provided: bool = False
     """``host_provided: true`` in the service's option: a callback the host serves through the
     broker (``XCallback``), not part of the plugin's ``serve()``."""
@@ -112,6 +143,12 @@ def resolve(
     key = overrides.cookie_key or key
     value = overrides.cookie_value or value
     version = overrides.protocol_version if overrides.protocol_version is not None else version
+    full_name = f"{file.package}.{service.name}" if file.package else service.name
+    versions: tuple[int, ...] = (version,)
+    for target in (full_name, file.name, file.package, ""):
+        if target in overrides.versions:
+            versions = overrides.versions[target]
+            break
     name = overrides.name or name
     file_options = _file_options(file)
     if file_options is not None and file_options.host_provided:
@@ -122,7 +159,7 @@ def resolve(
         )
     service_options = _service_options(service)
     host_provided = service_options is not None and service_options.host_provided
-    if version < 1:
+    if min(versions) < 1:
         raise GenerationError(f"service {service.name}: protocol version must be ≥ 1", location)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
         raise GenerationError(
@@ -130,5 +167,27 @@ def resolve(
             location,
         )
     return PluginSettings(
-        cookie_key=key, cookie_value=value, version=version, name=name, host_provided=host_provided
+        cookie_key=key,
+        cookie_value=value,
+        version=max(versions),
+        name=name,
+        versions=versions,
+        host_provided=host_provided,
     )
+
+
+def check_targets(
+    overrides: Overrides, files: Sequence[descriptor_pb2.FileDescriptorProto]
+) -> None:
+    """Every ``--versions`` target names a service, proto file or package being generated."""
+    known: set[str] = set()
+    for f in files:
+        known |= {f.name, f.package}
+        known |= {f"{f.package}.{s.name}" if f.package else s.name for s in f.service}
+    for target, versions in overrides.versions.items():
+        if target and target not in known:
+            listed = ", ".join(sorted(k for k in known if k))
+            raise GenerationError(
+                f"--versions {target}={','.join(map(str, versions))}: no service, proto file or "
+                f"package of that name is generated (known: {listed})"
+            )

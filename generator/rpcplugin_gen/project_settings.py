@@ -1,4 +1,4 @@
-"""Generator settings from ``[tool.rpcplugin-gen]`` in ``pyproject.toml``, and host presets.
+"""Generator settings from ``[tool.rpcplugin-gen]`` in ``pyproject.toml``.
 
 The file layer is generic: every parameter of the ``rpcplugin-gen`` click command can be set in
 the file under its long option name (``proto-path``, ``cookie-key``, ``out``; the argument is
@@ -29,30 +29,6 @@ CONFIG_ENV = "RPCPLUGIN_GEN_CONFIG"
 
 NOT_SETTINGS = frozenset({"check", "help", "version"})
 """Parameters that describe one run, not a project: flags only."""
-
-
-@dataclass(frozen=True, slots=True)
-class HostPreset:
-    """A known go-plugin host's handshake (docs/compatibility.md)."""
-
-    cookie_key: str
-    cookie_value: str
-    versions: tuple[int, ...]
-
-
-PRESETS: Mapping[str, HostPreset] = {
-    "terraform": HostPreset(
-        "TF_PLUGIN_MAGIC_COOKIE",
-        "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2",
-        (5, 6),
-    ),
-    "vault": HostPreset("VAULT_BACKEND_PLUGIN", "6669da05-b1c8-4f49-97d9-c8e5bed98e20", (3, 4, 5)),
-    "nomad": HostPreset(
-        "NOMAD_PLUGIN_MAGIC_COOKIE",
-        "e4327c2e01eabfd75a8a67adb114fb34a757d57eee7728d857a8cec6e91a7255",
-        (1,),
-    ),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,11 +118,31 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     the command's own (``handshake.cookie-key`` is ``cookie-key``)."""
     flat: dict[str, Any] = {}
     for key, value in table.items():
-        if isinstance(value, dict):
+        if key == "versions":
+            flat[f"{prefix}{key}"] = _versions_entries(value)
+        elif isinstance(value, dict):
             flat.update(_flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+def _versions_entries(value: Any) -> Any:
+    """``versions`` may also be a list of versions for every service (``[5, 6]``) or a table of
+    them by target (``{"tfplugin5.proto" = [5, 6]}``): both become ``--versions`` entries."""
+
+    def numbers(items: Any) -> str | None:
+        if isinstance(items, list) and items and all(type(i) is int for i in items):
+            return ",".join(map(str, items))
+        return None
+
+    if numbers(value) is not None:
+        return [numbers(value)]
+    if isinstance(value, dict):
+        entries = [(target, numbers(items)) for target, items in value.items()]
+        if all(n is not None for _, n in entries):
+            return [f"{target}={n}" for target, n in entries]
+    return value
 
 
 def load(command: click.Command, path: Path) -> Settings:
@@ -177,12 +173,3 @@ def load(command: click.Command, path: Path) -> Settings:
             value = [str(base / v) for v in value] if kind == "list" else str(base / value)
         defaults[param.name] = value
     return Settings(path=path, defaults=defaults)
-
-
-def preset(name: str) -> HostPreset:
-    """The preset called ``name``; :class:`GenerationError` naming the known ones otherwise."""
-    try:
-        return PRESETS[name]
-    except KeyError:
-        known = ", ".join(sorted(PRESETS))
-        raise GenerationError(f"unknown host preset {name!r} (known: {known})") from None

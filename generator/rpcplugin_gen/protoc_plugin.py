@@ -6,9 +6,10 @@ descriptors). It writes no ``servicer.py``: a plugin cannot see the output direc
 write-once rule lives in the CLI.
 
 Options (``--rpcplugin_opt=key=value,...`` or buf's ``opt:``): ``cookie_key``, ``cookie_value``,
-``protocol_version``, ``name`` (as the CLI flags), and ``package=false`` to leave out the
-package-level files (``py.typed``, ``plugin.py``, ``__main__.py``, and the ``__init__.py`` of
-directories above the generated modules).
+``protocol_version``, ``name`` (as the CLI flags), ``versions`` (as ``--versions``, with colons
+between the versions: ``versions=5:6`` or ``versions=tfplugin5=5:6``), and ``package=false`` to
+leave out the package-level files (``py.typed``, ``plugin.py``, ``__main__.py``, and the
+``__init__.py`` of directories above the generated modules).
 
 With ``buf generate``, use ``strategy: all``: the package-level ``plugin.py`` lists every service,
 which a per-directory run cannot see. Under ``strategy: directory`` set ``package=false``; each
@@ -27,13 +28,16 @@ from google.protobuf.compiler import plugin_pb2
 
 from . import codegen, compiler
 from .errors import GenerationError
-from .plugin_settings import Overrides
+from .plugin_settings import Overrides, parse_versions
 
 
 @dataclass(frozen=True, slots=True)
 class PluginOptions:
     overrides: Overrides
     package: bool = True
+
+
+_OPTIONS = ("cookie_key", "cookie_value", "protocol_version", "versions", "name", "package")
 
 
 def parse_parameter(parameter: str) -> PluginOptions:
@@ -43,11 +47,8 @@ def parse_parameter(parameter: str) -> PluginOptions:
         key, sep, value = item.partition("=")
         if not sep:
             raise GenerationError(f"plugin option {item!r} is not key=value")
-        if key not in ("cookie_key", "cookie_value", "protocol_version", "name", "package"):
-            raise GenerationError(
-                f"unknown plugin option {key!r} (known: cookie_key, cookie_value, "
-                f"protocol_version, name, package)"
-            )
+        if key not in _OPTIONS:
+            raise GenerationError(f"unknown plugin option {key!r} (known: {', '.join(_OPTIONS)})")
         values[key] = value
     version: int | None = None
     if "protocol_version" in values:
@@ -66,6 +67,9 @@ def parse_parameter(parameter: str) -> PluginOptions:
             cookie_value=values.get("cookie_value"),
             protocol_version=version,
             name=values.get("name"),
+            versions=parse_versions([values["versions"]], separator=":")
+            if "versions" in values
+            else {},
         ),
         package=package == "true",
     )
