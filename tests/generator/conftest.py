@@ -27,6 +27,8 @@ KV = (PROTOS / "kv", ["kvtest/v1/kv.proto", "kvtest/v2/kv.proto"])
 """Two majors of one service, negotiated by one package."""
 CALLBACK = (PROTOS / "callback", ["deploy/v1/deploy.proto"])
 """A plugin service next to a host-provided one (a callback through the broker)."""
+LONGNAMES = (PROTOS / "longnames", ["acme/inventory/v1/inventory.proto"])
+"""Long names: signatures, unions, subscripts and docstrings that must be split to fit."""
 
 
 @dataclass

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CALLBACK, GOLDEN, KV, SAMPLE, generate
+from .conftest import CALLBACK, GOLDEN, KV, LONGNAMES, SAMPLE, generate
 
 UPDATE = bool(os.environ.get("RPCPLUGIN_UPDATE_GOLDEN"))
-CORPORA = {"sample": SAMPLE, "kv": KV, "callback": CALLBACK}
+CORPORA = {"sample": SAMPLE, "kv": KV, "callback": CALLBACK, "longnames": LONGNAMES}
 
 
 def _snapshot(out: Path) -> dict[str, str]:
@@ -70,11 +70,16 @@ def test_output_is_deterministic(tmp_path: Path) -> None:
     assert a == b
 
 
-def test_our_modules_are_formatted_and_lint_clean(sample_out: Path, kv_out: Path) -> None:
-    """``ruff format`` would change nothing; ``ruff check`` with the project's rules passes."""
+def test_our_modules_are_formatted_and_lint_clean(
+    sample_out: Path, kv_out: Path, tmp_path: Path
+) -> None:
+    """``ruff format`` would change nothing; ``ruff check`` with the project's rules passes,
+    E501 included: no line over 100 columns, long names too."""
+    generate(LONGNAMES, tmp_path / "longnames")
+    generate(CALLBACK, tmp_path / "callback")
     ours = [
         str(p)
-        for out in (sample_out, kv_out)
+        for out in (sample_out, kv_out, tmp_path / "longnames", tmp_path / "callback")
         for p in out.rglob("*.py")
         if not p.name.endswith("_pb2.py")
     ]
