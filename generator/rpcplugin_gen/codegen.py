@@ -151,6 +151,7 @@ def generate(
     output.models = model.build(scoped, overrides, locate)
     if package_files and any(not s.host_provided for m in output.models for s in m.services):
         output.package = package_model(output.models)  # checked before any work starts
+        _check_top_directories(output.models, servicer_module, locate)
     env = rendering.environment()  # one per run: each template is compiled once
     pending = message_stubs.start(scoped)  # the slow part runs in workers meanwhile
     try:
@@ -167,6 +168,25 @@ def generate(
     if package_files:
         output.add("py.typed", "", "create-only")
     return output
+
+
+def _check_top_directories(
+    models: Sequence[ProtoFile], servicer_module: str, locate: Callable[[str], str]
+) -> None:
+    """A proto directory at the top of the include path becomes a subpackage of the output: it
+    must not take the name of a module the package has beside it."""
+    taken = {"plugin": "the generated plugin.py", "__main__": "the generated __main__.py"}
+    if servicer_module == ".servicer":
+        taken["servicer"] = "your servicer.py"
+    for proto in models:
+        top = proto.pb2.path[0]
+        if len(proto.pb2.path) > 1 and top in taken:
+            raise GenerationError(
+                f"the proto directory {top}/ would become the subpackage {top} of the output, "
+                f"which hides {taken[top]}; rename the directory (for example to {top}s/) or "
+                f"put the directory that holds it on the include path",
+                Location(locate(proto.name)),
+            )
 
 
 def _add_modules(
@@ -347,6 +367,8 @@ def package_model(models: Sequence[ProtoFile]) -> Package:
             arg = f"{arg}_v{service.settings.version}"
             cls = f"{service.name}V{service.settings.version}"
         arg = naming.escape_keyword(arg)
+        if arg == "handlers":  # serve() calls handlers(): a parameter must not hide it
+            arg = "handlers_"
         other = taken.get(arg)
         if other is not None:
             raise GenerationError(

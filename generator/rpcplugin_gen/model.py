@@ -8,6 +8,7 @@ proto locations, never broken code.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -184,6 +185,7 @@ class _Index:
             prefix = f".{f.package}." if f.package else "."
             self._add_messages(module, prefix, "", f.message_type)
         self._sources: dict[str, dict[tuple[int, ...], descriptor_pb2.SourceCodeInfo.Location]] = {}
+        self._first_lines: dict[str, dict[tuple[int, ...], int]] = {}
 
     def _add_messages(
         self,
@@ -210,6 +212,11 @@ class _Index:
                 for loc in info.location
                 if loc.path[:1] == [_SERVICE] and len(loc.path) in (2, 4)
             }
+            first = self._first_lines[file] = {}
+            for loc in info.location:  # where each service's body begins: its first element
+                if loc.path[:1] == [_SERVICE] and len(loc.path) > 2 and loc.span:
+                    key = tuple(loc.path[:2])
+                    first[key] = min(first.get(key, loc.span[0]), loc.span[0])
         return by_path.get(path)
 
     def location(self, file: str, path: tuple[int, ...]) -> Location:
@@ -223,12 +230,24 @@ class _Index:
         found = self.source(file, path)
         if found is None:
             return ""
-        return clean_comment(found.leading_comments or found.trailing_comments)
+        if found.leading_comments or not found.trailing_comments:
+            return clean_comment(found.leading_comments)
+        if len(path) == 2 and found.span:
+            # A service's trailing comment is its doc on the ``service X {`` line; on lines of
+            # its own, set apart from the first RPC by a blank line, it heads a section.
+            first = self._first_lines[file].get(path, found.span[2 if len(found.span) == 4 else 0])
+            if first - found.span[0] >= found.trailing_comments.count("\n") + 2:
+                return ""
+        return clean_comment(found.trailing_comments)
+
+
+_SLASH_RUN = re.compile(r"^(\s*)/{2,}\s?|\s*/{2,}$")
 
 
 def clean_comment(text: str) -> str:
-    """A proto comment as docstring text: dedented, no trailing blanks, tabs expanded."""
-    lines = [line.rstrip() for line in text.expandtabs(4).split("\n")]
+    """A proto comment as docstring text: dedented, no trailing blanks, tabs expanded, runs of
+    slashes at either end of a line (``//////// Section``) dropped."""
+    lines = [_SLASH_RUN.sub(r"\1", line.rstrip()) for line in text.expandtabs(4).split("\n")]
     return textwrap.dedent("\n".join(lines)).strip("\n")
 
 

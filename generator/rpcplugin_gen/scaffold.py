@@ -50,6 +50,12 @@ class Drift:
         return bool(self.findings)
 
 
+_SKELETON_NAMES = frozenset(
+    {"annotations", "AsyncIterator", "NoReturn", "Unimplemented", "plugin", "main"}
+)
+"""What ``servicer.py.j2`` imports and defines at module level."""
+
+
 class _Names:
     """Import aliases the skeleton uses for generated and well-known modules."""
 
@@ -62,6 +68,15 @@ class _Names:
                     modules.setdefault(ref.module.path, ref.module)
         self.modules = modules
         self.aliases = naming.unique_aliases(sorted(modules))
+        # a class named like a name the skeleton imports or defines would hide it
+        taken = {*_SKELETON_NAMES, *self.aliases.values()}
+        self.classes: dict[str, str] = {}
+        for b in package.bindings:
+            cls = b.cls
+            while cls in taken:
+                cls += "Impl"
+            taken.add(cls)
+            self.classes[b.service.full_name] = cls
 
     def message(self, ref: MessageRef) -> str:
         return f"{self.aliases[ref.module.path]}.{ref.qualname}"
@@ -129,7 +144,7 @@ def _class_view(names: _Names, binding: Binding) -> _ClassView:
     service = binding.service
     base = f"{names.aliases[binding.file.rpc_module.path]}.{service.servicer}"
     rpcs = [_stub_view(names, rpc) for rpc in service.rpcs]
-    return _ClassView(service, binding.cls, base, binding.arg, rpcs)
+    return _ClassView(service, names.classes[service.full_name], base, binding.arg, rpcs)
 
 
 def _macros() -> Any:
@@ -159,6 +174,25 @@ def render(package: Package) -> str:
 class _UserClass:
     node: ast.ClassDef
     methods: dict[str, ast.FunctionDef | ast.AsyncFunctionDef]
+    declined: set[str] = field(default_factory=set)
+    """RPCs its ``@not_implemented(...)`` decorator names: not implemented on purpose."""
+
+
+def _declined(node: ast.ClassDef) -> set[str]:
+    """The names given to a ``@not_implemented(...)`` class decorator (however imported)."""
+    names: set[str] = set()
+    for decorator in node.decorator_list:
+        if not isinstance(decorator, ast.Call):
+            continue
+        func = decorator.func
+        called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        if called == "not_implemented":
+            names |= {
+                a.value
+                for a in decorator.args
+                if isinstance(a, ast.Constant) and isinstance(a.value, str)
+            }
+    return names
 
 
 class _Reader:
@@ -222,7 +256,7 @@ def _find_classes(reader: _Reader, package: Package) -> dict[str, _UserClass]:
                     for n in node.body
                     if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
                 }
-                found[wanted[target].service.full_name] = _UserClass(node, methods)
+                found[wanted[target].service.full_name] = _UserClass(node, methods, _declined(node))
     return found
 
 
@@ -292,6 +326,7 @@ def drift(source: str, package: Package) -> Drift:
         raise GenerationError(f"cannot parse {FILE_NAME}: {exc.msg} (line {exc.lineno})") from exc
     reader = _Reader(tree)
     found = _find_classes(reader, package)
+    names = _Names(package)
     result = Drift()
     for b in package.bindings:
         service = b.service
@@ -302,14 +337,25 @@ def drift(source: str, package: Package) -> Drift:
                     "added",
                     service.full_name,
                     f"no class implements this service ({service.location}); "
-                    f"--add-stubs appends class {b.cls}",
+                    f"--add-stubs appends class {names.classes[service.full_name]}",
                 )
             )
             continue
         attrs = {rpc.attr: rpc for rpc in service.rpcs}
+        for name in sorted(user.declined - attrs.keys()):
+            result.findings.append(
+                Finding(
+                    "removed",
+                    f"{user.node.name}.{name}",
+                    f"@not_implemented names it, but {service.full_name} has no such rpc "
+                    f"(line {user.node.lineno})",
+                )
+            )
         for rpc in service.rpcs:
             func = user.methods.get(rpc.attr)
             where = f"{user.node.name}.{rpc.attr}"
+            if func is None and rpc.attr in user.declined:
+                continue  # left to the base's UNIMPLEMENTED on purpose
             if func is None:
                 result.findings.append(
                     Finding(
@@ -377,6 +423,9 @@ def append_stubs(source: str, package: Package) -> tuple[str, list[str]]:
     reader = _Reader(tree)
     found = _find_classes(reader, package)
     names = _Names(package)
+    for alias, path in reader.modules.items():  # spell modules the file imports its own way
+        if path in names.aliases:
+            names.aliases[path] = alias
     macros = _macros()
     lines = source.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
@@ -389,12 +438,17 @@ def append_stubs(source: str, package: Package) -> tuple[str, list[str]]:
         user = found.get(b.service.full_name)
         if user is None:
             new_classes.append(str(macros.service_class(_class_view(names, b))))
-            added.append(f"class {b.cls} ({b.service.full_name}); add {b.arg}={b.cls}() to main()")
+            cls = names.classes[b.service.full_name]
+            added.append(f"class {cls} ({b.service.full_name}); add {b.arg}={cls}() to main()")
             needed.add(b.file.rpc_module.path)
             for rpc in b.service.rpcs:
                 needed.update({rpc.request.module.path, rpc.response.module.path})
             continue
-        missing = [rpc for rpc in b.service.rpcs if rpc.attr not in user.methods]
+        missing = [
+            rpc
+            for rpc in b.service.rpcs
+            if rpc.attr not in user.methods and rpc.attr not in user.declined
+        ]
         if not missing:
             continue
         end = user.node.end_lineno or len(lines)

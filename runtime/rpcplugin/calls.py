@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
+import time
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -194,10 +195,18 @@ class CallOptions:
         self.metadata: Final[tuple[tuple[str, str | bytes], ...]] = _pairs(metadata)
 
     def merge(
-        self, timeout: float | None, metadata: Metadata | None
+        self, timeout: float | None, metadata: Metadata | None, deadline: float | None = None
     ) -> tuple[float | None, _GrpcMetadata | None]:
-        """The effective timeout and metadata of one call."""
+        """The effective timeout and metadata of one call.
+
+        ``deadline`` is an absolute time in seconds since the epoch (as ``time.time()``); it
+        replaces the default timeout and cannot be given with ``timeout`` (``TypeError``).
+        """
         pairs = self.metadata + _pairs(metadata) if metadata else self.metadata
+        if deadline is not None:
+            if timeout is not None:
+                raise TypeError("give a call timeout= or deadline=, not both")
+            return deadline - time.time(), (pairs or None)  # grpc turns it back into deadline
         return (self.timeout if timeout is None else timeout), (pairs or None)
 
 
@@ -286,10 +295,11 @@ class Caller:
         request: ReqT | None,
         *,
         timeout: float | None = None,
+        deadline: float | None = None,
         metadata: Metadata | None = None,
     ) -> RespT:
         """One request (``None``: the default message), one response."""
-        timeout, pairs = self.options.merge(timeout, metadata)
+        timeout, pairs = self.options.merge(timeout, metadata, deadline)
         make, explain = self._route(method)
         call: grpc.aio.UnaryUnaryCall[ReqT, RespT] = make(
             method.request_type() if request is None else request, timeout=timeout, metadata=pairs
@@ -305,10 +315,11 @@ class Caller:
         request: ReqT | None,
         *,
         timeout: float | None = None,
+        deadline: float | None = None,
         metadata: Metadata | None = None,
     ) -> ServerStream[RespT]:
         """One request (``None``: the default message), a stream of responses; starts at once."""
-        timeout, pairs = self.options.merge(timeout, metadata)
+        timeout, pairs = self.options.merge(timeout, metadata, deadline)
         make, explain = self._route(method)
         call: grpc.aio.UnaryStreamCall[ReqT, RespT] = make(
             method.request_type() if request is None else request, timeout=timeout, metadata=pairs
@@ -321,10 +332,11 @@ class Caller:
         requests: AsyncIterable[ReqT] | Iterable[ReqT],
         *,
         timeout: float | None = None,
+        deadline: float | None = None,
         metadata: Metadata | None = None,
     ) -> RespT:
         """A stream of requests (a list or an async iterable), one response."""
-        timeout, pairs = self.options.merge(timeout, metadata)
+        timeout, pairs = self.options.merge(timeout, metadata, deadline)
         make, explain = self._route(method)
         call: grpc.aio.StreamUnaryCall[ReqT, RespT] = make(
             _sync_or_async(requests), timeout=timeout, metadata=pairs
@@ -340,10 +352,11 @@ class Caller:
         requests: AsyncIterable[ReqT] | Iterable[ReqT] | None = None,
         *,
         timeout: float | None = None,
+        deadline: float | None = None,
         metadata: Metadata | None = None,
     ) -> BidiStream[ReqT, RespT]:
         """Streams both ways. Without ``requests``, send with :meth:`BidiStream.send`."""
-        timeout, pairs = self.options.merge(timeout, metadata)
+        timeout, pairs = self.options.merge(timeout, metadata, deadline)
         source = None if requests is None else _sync_or_async(requests)
         make, explain = self._route(method)
         call: grpc.aio.StreamStreamCall[ReqT, RespT] = make(source, timeout=timeout, metadata=pairs)

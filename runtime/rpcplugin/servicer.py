@@ -42,6 +42,7 @@ __all__ = [
     "Service",
     "Unimplemented",
     "current_call",
+    "not_implemented",
 ]
 
 _log = logging.getLogger("rpcplugin.servicer")
@@ -90,6 +91,34 @@ class Unimplemented(Exception):
     def __init__(self, method: str = "") -> None:
         super().__init__(f"method {method} is not implemented" if method else "not implemented")
         self.method = method
+
+
+_ClassT = TypeVar("_ClassT", bound=type)
+
+
+def not_implemented(*rpcs: str) -> Callable[[_ClassT], _ClassT]:
+    """Class decorator: these RPCs are left to the base's ``UNIMPLEMENTED`` on purpose.
+
+    ``rpcplugin-gen --check`` then does not report them as missing, and ``--add-stubs`` adds no
+    stub for them. Each must be an RPC method of the class that the class does not define itself
+    (``TypeError`` otherwise, when the class is created)::
+
+        @not_implemented("delete", "watch")
+        class Store(kv_rpc.KVServicer): ...
+    """
+
+    def mark(cls: _ClassT) -> _ClassT:
+        for name in rpcs:
+            if not callable(getattr(cls, name, None)):
+                raise TypeError(f"@not_implemented: {cls.__name__} has no RPC method {name}()")
+            if name in vars(cls):
+                raise TypeError(
+                    f"@not_implemented: {cls.__name__} defines {name}() itself; "
+                    f"remove the method or its name from the decorator"
+                )
+        return cls
+
+    return mark
 
 
 def current_call() -> ServicerContext:
