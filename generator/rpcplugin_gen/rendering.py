@@ -11,6 +11,7 @@ or exploded one item per line with a trailing comma (which formatters keep explo
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from collections.abc import Sequence
 from typing import Any
@@ -49,34 +50,31 @@ def fit(text: str) -> str:
     return "\n".join(_fit_line(line) for line in text.split("\n"))
 
 
+_SCANNED = re.compile(r"""[()\[\]{},]|"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'""")
+"""What :func:`_scan` looks at: brackets, commas and whole string literals (skipped)."""
+
+
 def _scan(text: str, start: int) -> tuple[list[str], int]:
     """The top-level comma-separated items after the bracket at ``start``, and the index of
     the bracket that closes it (``len(text)`` if none does)."""
     items: list[str] = []
-    depth, item_start, quote, i = 0, start + 1, "", start + 1
-    while i < len(text):
-        char = text[i]
-        if quote:
-            if char == "\\":
-                i += 1
-            elif char == quote:
-                quote = ""
-        elif char in "\"'":
-            quote = char
-        elif char in "([{":
+    depth, item_start, end = 0, start + 1, len(text)
+    for match in _SCANNED.finditer(text, start + 1):
+        char = match[0]
+        if char in "([{":
             depth += 1
         elif char in ")]}":
             if depth == 0:
+                end = match.start()
                 break
             depth -= 1
         elif char == "," and depth == 0:
-            items.append(text[item_start:i].strip())
-            item_start = i + 1
-        i += 1
-    last = text[item_start:i].strip()
+            items.append(text[item_start : match.start()].strip())
+            item_start = match.end()
+    last = text[item_start:end].strip()
     if last:
         items.append(last)
-    return items, i
+    return items, end
 
 
 def _union(text: str) -> list[str]:

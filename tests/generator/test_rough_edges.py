@@ -249,3 +249,18 @@ async def test_deadline_is_an_absolute_time(
                 await client.get(svc_pb2.GetRequest(), timeout=1, deadline=time.time() + 1)
     finally:
         await server.stop(None)
+
+
+def test_fit_splits_at_top_level_commas_only() -> None:
+    """Commas and brackets inside string literals or nested brackets do not split a line."""
+    from rpcplugin_gen.rendering import fit
+
+    line = '    raise X("' + "a" * 60 + ', (b", g(1, [2, 3]), "' + "c" * 30 + '")'
+    assert fit(line) == (
+        "    raise X(\n"
+        '        "' + "a" * 60 + ', (b",\n'
+        "        g(1, [2, 3]),\n"
+        '        "' + "c" * 30 + '",\n'
+        "    )"
+    )
+    assert fit("    short(a, b)") == "    short(a, b)"
