@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from rpcplugin_gen import project_settings
+from rpcplugin_gen.errors import GenerationError
 
 from .conftest import PROTOS, REPO, run_cli
 
@@ -166,3 +167,15 @@ def test_tfplugin_settings_with_versions(tmp_path: Path) -> None:
     result = run_cli(["-q"], cwd=root)
     assert result.exit_code == 0, result.stderr
     assert "VERSIONS: _typing.Final = (5, 6)" in (root / "tfprovider" / "plugin.py").read_text()
+
+
+def test_protoc_plugin_option() -> None:
+    from rpcplugin_gen.protoc_plugin import parse_parameter
+
+    assert parse_parameter("versions=5:6").overrides.versions == {"": (5, 6)}
+    both = parse_parameter("cookie_key=K,versions=tfplugin6.proto=6:5")
+    assert both.overrides.versions == {"tfplugin6.proto": (5, 6)}
+    with pytest.raises(GenerationError, match="give \\[TARGET=\\]V:V"):
+        parse_parameter("versions=5:x")
+    with pytest.raises(GenerationError, match="plugin option '6' is not key=value"):
+        parse_parameter("versions=5,6")  # commas separate options
