@@ -74,6 +74,8 @@ EFFECTIVE: dict[str, tuple[dict[str, str], str, object]] = {
         "/pki/ca.pem",
     ),
     "RPCPLUGIN_DRAIN": ({"RPCPLUGIN_DRAIN": "2"}, "drain", 2.0),
+    "RPCPLUGIN_HANDLER_THREADS": ({"RPCPLUGIN_HANDLER_THREADS": "64"}, "handler_threads", 64),
+    "RPCPLUGIN_STALL_WARNING": ({"RPCPLUGIN_STALL_WARNING": "0"}, "stall_warning", 0.0),
 }
 
 # host-side settings, read by ConnectSettings.from_env (rpcplugin.retry.RetryPolicy.from_env)
@@ -107,6 +109,8 @@ INVALID: dict[str, dict[str, str]] = {
     "RPCPLUGIN_TLS_KEY": {"RPCPLUGIN_LISTEN": "0.0.0.0:7000", "RPCPLUGIN_TLS_KEY": "/k.pem"},
     "RPCPLUGIN_TLS_CLIENT_CA": {"RPCPLUGIN_LISTEN": "[::1]:7", "RPCPLUGIN_TLS_CLIENT_CA": "/ca"},
     "RPCPLUGIN_DRAIN": {"RPCPLUGIN_DRAIN": "-1"},
+    "RPCPLUGIN_HANDLER_THREADS": {"RPCPLUGIN_HANDLER_THREADS": "0"},
+    "RPCPLUGIN_STALL_WARNING": {"RPCPLUGIN_STALL_WARNING": "soon"},
 }
 
 HOST_INVALID: dict[str, dict[str, str]] = {

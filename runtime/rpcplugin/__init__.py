@@ -43,8 +43,11 @@ if TYPE_CHECKING:
     from .plugin.stdout_guard import guard_stdout
     from .servicer import PluginBinding, Unimplemented, current_call
     from .services.broker import BrokerError, GRPCBroker, current_broker
+    from .status import Abort, status_details
 
 _LAZY = {
+    "Abort": "status",
+    "status_details": "status",
     "BalancedConnection": "host.balanced",
     "connect_balanced": "host.balanced",
     "BrokerError": "services.broker",
@@ -91,6 +94,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "Abort",
     "BalancedConnection",
     "BidiStream",
     "BrokerError",
@@ -131,4 +135,5 @@ __all__ = [
     "reattach",
     "serve",
     "serve_async",
+    "status_details",
 ]

@@ -230,6 +230,26 @@ class Setting:
 
 _PORT = Int(0, 65535)
 
+HANDLER_THREADS = Setting(
+    "RPCPLUGIN_HANDLER_THREADS",
+    "user",
+    "handler_threads",
+    Int(1, 1024),
+    32,
+    "Worker threads for servicer methods written as plain `def` (1 to 1024); more calls of "
+    "such methods than threads wait for one. Made on the first such call, never for "
+    "`async def` methods.",
+)
+STALL_WARNING = Setting(
+    "RPCPLUGIN_STALL_WARNING",
+    "user",
+    "stall_warning",
+    Float(0.0, 3600.0),
+    0.5,
+    "Seconds a handler may keep the event loop from turning before the plugin logs one "
+    "WARNING naming its method (once per method). 0 turns the detector off.",
+)
+
 PLUGIN_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "PLUGIN_PROTOCOL_VERSIONS",
@@ -374,6 +394,8 @@ PLUGIN_SETTINGS: tuple[Setting, ...] = (
         "RPCPLUGIN_RATE_LIMIT.",
         shown="the rate, rounded up",
     ),
+    HANDLER_THREADS,
+    STALL_WARNING,
     Setting(
         "RPCPLUGIN_METRICS",
         "user",
@@ -570,6 +592,8 @@ class PluginSettings(SettingsObject):
     tls_key: str | None
     tls_client_ca: str | None
     drain: float
+    handler_threads: int
+    stall_warning: float
 
     def check(self, env: Mapping[str, str]) -> None:
         for rule in PLUGIN_CHECKS:
@@ -684,6 +708,20 @@ _BOOL_WORDS = {
     "no": False,
     "off": False,
 }
+
+
+def handler_threads(env: Mapping[str, str]) -> int:
+    """``RPCPLUGIN_HANDLER_THREADS``: the size of the pool that runs plain ``def`` handlers."""
+    value = HANDLER_THREADS.read(env)
+    assert isinstance(value, int)
+    return value
+
+
+def stall_warning(env: Mapping[str, str]) -> float:
+    """``RPCPLUGIN_STALL_WARNING``: seconds of a blocked event loop before a warning; 0: off."""
+    value = STALL_WARNING.read(env)
+    assert isinstance(value, float)
+    return value
 
 
 def parse_bool(env: Mapping[str, str], name: str, default: bool) -> bool:

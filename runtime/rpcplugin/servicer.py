@@ -1,18 +1,28 @@
 """The server side of generated code: servicer objects become gRPC handlers.
 
-A servicer is any object with one method per RPC, in the shape of the generated ``typing.Protocol``:
+A servicer is any object with one method per RPC, in the shape of the generated ``typing.Protocol``.
+Each method may be ``async def`` (run on the event loop) or a plain ``def`` (run on a worker
+thread of a bounded pool, ``RPCPLUGIN_HANDLER_THREADS``):
 
-- unary: ``async def get(self, request, /) -> Reply``
-- server stream: ``def list(self, request, /) -> AsyncIterator[Reply]`` (an async generator)
-- client stream: ``async def upload(self, requests: AsyncIterator[Req], /) -> Reply``
-- bidi: ``def chat(self, requests: AsyncIterator[Req], /) -> AsyncIterator[Reply]``
+- unary: ``async def get(self, request, /) -> Reply`` or ``def get(...)``
+- server stream: an async generator ``async def list(self, request, /)`` with ``yield``, or a
+  plain generator ``def list(...)`` with ``yield`` (pulled on a worker thread)
+- client stream: ``async def upload(self, requests, /) -> Reply`` (``async for`` over
+  ``requests``) or ``def upload(...)`` (plain ``for``, blocking the worker until each request)
+- bidi: ``async def chat(self, requests, /)`` or ``def chat(...)``, with ``yield``
+
+The requests of a stream are a :class:`RequestStream`, both an async and a plain iterator.
+A plain ``def`` streaming method that is not a generator is called on the loop and must return
+an iterator or async iterator at once (the generated base class's ``UNIMPLEMENTED`` stubs are
+such methods). See docs/serving.md.
 
 There is no ``context`` parameter: :func:`current_call` returns the ``grpc.aio.ServicerContext``
-of the call being handled (metadata, peer, deadline, ``abort``).
+of the call being handled (metadata, peer, deadline), in ``async def`` and ``def`` methods alike.
 
-Errors a handler raises become gRPC statuses: ``context.abort()`` passes through;
-:class:`Unimplemented` becomes ``UNIMPLEMENTED``; anything else is logged and becomes ``UNKNOWN``
-with the exception's message.
+Errors a handler raises become gRPC statuses (docs/errors.md): :class:`rpcplugin.Abort` ends the
+call with its code, message and typed details; ``context.abort()`` passes through;
+:class:`Unimplemented` becomes ``UNIMPLEMENTED``; anything else is logged with its traceback and
+becomes ``UNKNOWN`` with the exception's message, cut to a bounded size.
 
 :class:`Service` turns a servicer into a ``grpc.GenericRpcHandler`` (what ``rpcplugin.serve``
 takes per version); :class:`PluginBinding` adds what a plugin process and its host must agree on:
@@ -21,9 +31,14 @@ the magic cookie and the app protocol version.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import enum
+import functools
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, Protocol, TypeVar, final
 
 import grpc
@@ -31,11 +46,13 @@ import grpc.aio
 
 from .calls import ChannelLike, Method, RpcKind
 from .handshake import Handshake
+from .status import Abort, abort_trailer, bounded_message
 
 if TYPE_CHECKING:
     from .services.broker import Callback
 
 __all__ = [
+    "Abort",
     "Callback",
     "PluginBinding",
     "RequestStream",
@@ -136,10 +153,17 @@ async def _fail(context: ServicerContext, method: Method[Any, Any], exc: Excepti
     """Turn an exception out of a handler into a status (always raises)."""
     if isinstance(exc, grpc.aio.AbortError):
         raise exc
+    if isinstance(exc, Abort):
+        message, trailer = abort_trailer(exc, method.path)
+        _log.debug("%s aborted: %s %s", method.path, exc.code.name, message)
+        if trailer:
+            trailer = tuple(context.trailing_metadata() or ()) + trailer
+        await context.abort(exc.code, message, trailer)
     if isinstance(exc, Unimplemented):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, str(exc))
     _log.error("%s failed", method.path, exc_info=exc)
-    await context.abort(grpc.StatusCode.UNKNOWN, str(exc) or type(exc).__name__)
+    text = str(exc) or type(exc).__name__
+    await context.abort(grpc.StatusCode.UNKNOWN, bounded_message(text))
 
 
 def _check(method: Method[Any, Any], attr: str, reply: object) -> object:
@@ -151,28 +175,167 @@ def _check(method: Method[Any, Any], attr: str, reply: object) -> object:
     return reply
 
 
+class Flavour(enum.Enum):
+    """How a servicer method runs, decided once per method when the handler is made."""
+
+    ASYNC = "async def"
+    ASYNC_GENERATOR = "async generator"
+    SYNC = "def"
+    SYNC_GENERATOR = "generator"
+
+
+def flavour_of(fn: Callable[..., Any]) -> Flavour:
+    """Whether ``fn`` (a function, bound method, ``functools.partial`` or callable object) is an
+    ``async def``, an async generator, a plain generator or a plain ``def``."""
+    target: Any = fn
+    while isinstance(target, functools.partial):
+        target = target.func
+    if not inspect.isroutine(target) and callable(target):
+        target = type(target).__call__  # a callable object: its __call__ says
+    if inspect.isasyncgenfunction(target):
+        return Flavour.ASYNC_GENERATOR
+    if inspect.iscoroutinefunction(target):
+        return Flavour.ASYNC
+    if inspect.isgeneratorfunction(target):
+        return Flavour.SYNC_GENERATOR
+    return Flavour.SYNC
+
+
+_RUNNING: Final[dict[asyncio.Task[Any], str]] = {}
+"""The method each task serving an RPC is running, for the stall detector (while it runs)."""
+_workers: ModuleType | None = None
+_threads: int | None = None
+_stall: float | None = None
+_watched: asyncio.AbstractEventLoop | None = None
+
+
+def configure(*, handler_threads: int | None = None, stall_warning: float | None = None) -> None:
+    """Apply the serving settings (``RPCPLUGIN_HANDLER_THREADS``, ``RPCPLUGIN_STALL_WARNING``);
+    ``rpcplugin.serve`` calls it. What is not configured is read from the environment when first
+    needed. The pool's size counts only before the first plain ``def`` call makes the pool; a
+    new stall threshold counts for event loops that start serving later."""
+    global _threads, _stall
+    if handler_threads is not None:
+        _threads = handler_threads
+        if _workers is not None:
+            _workers.configure(handler_threads)
+    if stall_warning is not None:
+        _stall = stall_warning
+
+
+def _sync_runtime() -> ModuleType:
+    """The worker-thread machinery, imported the first time a servicer has a plain method."""
+    global _workers
+    if _workers is None:
+        from . import workers
+
+        if _threads is not None:
+            workers.configure(_threads)
+        _workers = workers
+    return _workers
+
+
+def _mark(path: str) -> asyncio.Task[Any] | None:
+    """Note the task serving ``path`` for the stall detector (started on the first call)."""
+    global _stall, _watched
+    if _stall == 0:
+        return None
+    loop = asyncio.get_running_loop()
+    if loop is not _watched:
+        if _stall is None:
+            import os
+
+            from .config import stall_warning
+
+            _stall = stall_warning(os.environ)
+            if _stall == 0:
+                return None
+        from .stall import StallWatch
+
+        _watched = loop
+        StallWatch(loop, _stall, _RUNNING).start()
+    task = asyncio.current_task()
+    if task is not None:
+        _RUNNING[task] = path
+    return task
+
+
+def _unmark(task: asyncio.Task[Any] | None) -> None:
+    if task is not None:
+        _RUNNING.pop(task, None)
+
+
+def _requests(request: Any, kind: RpcKind) -> Any:
+    if kind in (RpcKind.CLIENT_STREAM, RpcKind.BIDI_STREAM):
+        return _sync_runtime().Requests(request, asyncio.get_running_loop())
+    return request
+
+
 def _unary(method: Method[Any, Any], attr: str, fn: Callable[[Any], Any]) -> Any:
+    flavour = flavour_of(fn)
+    run = _sync_runtime().run if flavour is not Flavour.ASYNC else None
+
     async def handle(request: Any, context: ServicerContext) -> Any:
         token = _current.set(context)
+        task = _mark(method.path)
+        arg = _requests(request, method.kind)
         try:
-            return _check(method, attr, await fn(request))
+            if run is None:
+                reply = await fn(arg)
+            else:
+                reply = await run(fn, arg)
+                if inspect.isawaitable(reply):  # a plain callable that returned a coroutine
+                    reply = await reply
+            return _check(method, attr, reply)
         except Exception as exc:
             await _fail(context, method, exc)
         finally:
+            if arg is not request:
+                arg.close()
+            _unmark(task)
             _current.reset(token)
 
     return handle
 
 
+async def _replies(fn: Callable[[Any], Any], arg: Any, flavour: Flavour) -> AsyncIterator[Any]:
+    """The replies of a streaming method, however it produces them."""
+    if flavour is Flavour.SYNC_GENERATOR:
+        replies: Any = _sync_runtime().pull(fn(arg))
+    else:
+        replies = fn(arg)
+        if inspect.isawaitable(replies):
+            replies = await replies
+    if not hasattr(replies, "__aiter__"):
+        if not hasattr(replies, "__iter__"):
+            raise TypeError(f"a streaming method returned {type(replies).__name__}, not replies")
+        replies = _sync_runtime().pull(iter(replies))
+    async for reply in replies:
+        yield reply
+
+
 def _streaming(method: Method[Any, Any], attr: str, fn: Callable[[Any], Any]) -> Any:
+    flavour = flavour_of(fn)
+    if flavour is Flavour.SYNC_GENERATOR:
+        _sync_runtime()
+
     async def handle(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
         token = _current.set(context)
+        task = _mark(method.path)
+        arg = _requests(request, method.kind)
         try:
-            async for reply in fn(request):
-                yield _check(method, attr, reply)
+            if flavour is Flavour.ASYNC_GENERATOR:
+                async for reply in fn(arg):
+                    yield _check(method, attr, reply)
+            else:
+                async for reply in _replies(fn, arg, flavour):
+                    yield _check(method, attr, reply)
         except Exception as exc:
             await _fail(context, method, exc)
         finally:
+            if arg is not request:
+                arg.close()
+            _unmark(task)
             _current.reset(token)
 
     return handle

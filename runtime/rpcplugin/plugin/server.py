@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import grpc
 
-from .. import hclog
+from .. import hclog, servicer
 from .._wire.listeners import SERVER_OPTIONS
 from .._wire.tls_plan import ServerTLS, choose_backend
 from ..config import PluginSettings, parse_bool
@@ -144,6 +144,9 @@ async def serve_async(
         _fatal(f"plugin configuration: {exc}")
         return EXIT_CONFIG
     _configure_logging(settings)
+    servicer.configure(
+        handler_threads=settings.handler_threads, stall_warning=settings.stall_warning
+    )
 
     if not settings.debug and settings.listen is None:
         problem = _cookie_problem(handshake, env)
