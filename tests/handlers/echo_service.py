@@ -41,6 +41,8 @@ class Echo:
         self.ended = threading.Event()
         self.ending: list[str] = []
         self.started = threading.Event()
+        self._lock = threading.Lock()
+        self._sleeping = self._peak = 0
 
     async def upper(self, request: S, /) -> S:
         return S(value=request.value.upper())
@@ -51,8 +53,14 @@ class Echo:
         return S(value=f"{request.value.upper()}|{who}")
 
     def sleep(self, request: w.DoubleValue, /) -> S:
+        """Sleeps on its worker thread; replies the most calls seen sleeping at once."""
+        with self._lock:
+            self._sleeping += 1
+            self._peak = max(self._peak, self._sleeping)
         time.sleep(request.value)  # blocks its worker thread, not the loop
-        return S(value="slept")
+        with self._lock:
+            self._sleeping -= 1
+            return S(value=f"slept|{self._peak}")
 
     def sync_count(self, request: I, /) -> Iterator[I]:
         try:

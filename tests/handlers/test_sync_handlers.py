@@ -181,7 +181,7 @@ async def test_sync_handlers_do_not_stall_the_loop(
         replies = await asyncio.gather(
             *(caller.unary(SLEEP, w.DoubleValue(value=0.4)) for _ in range(4))
         )
-    assert [r.value for r in replies] == ["slept"] * 4
+    assert all(r.value.startswith("slept|") for r in replies)
     assert not [r for r in caplog.records if "event loop" in r.getMessage()]
 
 

@@ -1,0 +1,96 @@
+"""Through a generated package, in a real plugin process: a host reads an aborted call's code,
+message and typed details from the generated client's error; a plain ``def`` override and an
+``async def`` one serve side by side; an exception's 1 MiB message arrives cut, as UNKNOWN."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import grpc
+import grpc.aio
+import pytest
+from generator.conftest import SAMPLE, copy_corpus, run_cli
+from google.rpc import error_details_pb2
+
+import rpcplugin
+
+IMPL = """\
+import threading
+import grpc
+import rpcplugin
+rpcplugin.guard_stdout()
+
+from google.protobuf import empty_pb2
+from google.rpc import error_details_pb2
+
+from store import plugin
+from store.acme.common.v1 import common_pb2
+from store.acme.svc.v1 import svc_pb2, svc_rpc
+
+
+class Greeter(svc_rpc.GreeterServicer):
+    def get(self, request, /):  # a plain def: runs on a worker thread
+        if request.id == "missing":
+            raise rpcplugin.Abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"no item {request.id!r}",
+                details=[
+                    error_details_pb2.ErrorInfo(reason="NO_ITEM", metadata={"id": request.id}),
+                    error_details_pb2.Help(links=[error_details_pb2.Help.Link(url="u")]),
+                ],
+            )
+        if request.id == "huge":
+            raise RuntimeError("h" * (1 << 20))
+        return common_pb2.Item(id=threading.current_thread().name)
+
+    async def ping(self, request, /):
+        return empty_pb2.Empty()
+
+
+plugin.serve(greeter=Greeter(), admin=svc_rpc.AdminServicer())
+"""
+
+
+@pytest.fixture
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root, files = copy_corpus(SAMPLE, tmp_path / "protos")
+    result = run_cli(["-I", str(root), str(root / files[0]), "-o", str(tmp_path / "store"), "-q"])
+    assert result.exit_code == 0, result.stderr
+    (tmp_path / "impl.py").write_text(textwrap.dedent(IMPL))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+async def test_host_reads_abort_details_through_the_generated_client(app: Path) -> None:
+    from store import plugin  # type: ignore[import-not-found]
+    from store.acme.svc.v1 import svc_pb2, svc_rpc  # type: ignore[import-not-found]
+
+    async with rpcplugin.launch(
+        [sys.executable, str(app / "impl.py")],
+        cwd=str(app),
+        handshake=plugin.HANDSHAKE,
+        versions=plugin.VERSIONS,
+    ) as conn:
+        client = svc_rpc.GreeterClient(conn, timeout=30)
+        item = await client.get(svc_pb2.GetRequest(id="a"))
+        assert item.id.startswith("rpcplugin-handler")
+        await client.ping()
+
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await client.get(svc_pb2.GetRequest(id="missing"))
+        err = info.value
+        assert err.code() == grpc.StatusCode.NOT_FOUND
+        assert err.details() == "no item 'missing'"
+        (reason,) = rpcplugin.status_details(err, error_details_pb2.ErrorInfo)
+        assert (reason.reason, dict(reason.metadata)) == ("NO_ITEM", {"id": "missing"})
+        (help_,) = rpcplugin.status_details(err, error_details_pb2.Help)
+        assert help_.links[0].url == "u"
+        assert len(rpcplugin.status_details(err)) == 2
+
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await client.get(svc_pb2.GetRequest(id="huge"))
+        assert info.value.code() == grpc.StatusCode.UNKNOWN
+        assert (info.value.details() or "").endswith(f" ... [cut: {1 << 20} bytes in all]")
+        assert rpcplugin.status_details(info.value) == ()
