@@ -47,10 +47,12 @@ class Echo:
     async def upper(self, request: S, /) -> S:
         return S(value=request.value.upper())
 
+    # [sync-unary]
     def sync_upper(self, request: S, /) -> S:
         self.threads.append(threading.current_thread().name)
         who = dict(current_call().invocation_metadata() or ()).get("x-who", "")
         return S(value=f"{request.value.upper()}|{who}")
+        # [/sync-unary]
 
     def sleep(self, request: w.DoubleValue, /) -> S:
         """Sleeps on its worker thread; replies the most calls seen sleeping at once."""
@@ -87,9 +89,11 @@ class Echo:
             self.ended.set()
         return I(value=total)
 
+    # [sync-bidi]
     def sync_chat(self, requests: RequestStream[S], /) -> Iterator[S]:
-        for request in requests:
+        for request in requests:  # blocks this worker thread until the next request
             yield S(value=f"re: {request.value}|{threading.current_thread().name[:17]}")
+        # [/sync-bidi]
 
     async def async_sum(self, requests: RequestStream[I], /) -> I:
         return I(value=sum([r.value async for r in requests]))
@@ -99,6 +103,7 @@ class Echo:
         await asyncio.sleep(0)
         return S(value="blocked")
 
+    # [abort]
     async def abort(self, request: S, /) -> S:
         current_call().set_trailing_metadata((("x-trailer", "kept"),))
         raise rpcplugin.Abort(
@@ -109,6 +114,7 @@ class Echo:
                 error_details_pb2.ResourceInfo(resource_name="key/1"),
             ],
         )
+        # [/abort]
 
     def sync_abort(self, request: S, /) -> S:
         raise rpcplugin.Abort(

@@ -27,9 +27,11 @@ async def _error(call: object) -> grpc.aio.AioRpcError:
 
 async def test_abort_carries_code_message_and_typed_details(caller: Caller) -> None:
     err = await _error(caller.unary(ABORT, w.StringValue(value="no such key")))
+    # [read-details]
     assert err.code() == grpc.StatusCode.NOT_FOUND
     assert err.details() == "no such key"
     (info,) = rpcplugin.status_details(err, error_details_pb2.ErrorInfo)
+    # [/read-details]
     assert (info.reason, info.domain, dict(info.metadata)) == ("NO_KEY", "test", {"k": "v"})
     (resource,) = rpcplugin.status_details(err, error_details_pb2.ResourceInfo)
     assert resource.resource_name == "key/1"
