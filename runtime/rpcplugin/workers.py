@@ -20,18 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Final, Generic, TypeVar, final
 
-__all__ = ["DEFAULT_THREADS", "Requests", "configure", "pull", "run", "shutdown"]
+__all__ = ["Requests", "configure", "pull", "run"]
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-DEFAULT_THREADS: Final = 32
-"""Worker threads when neither ``configure()`` nor ``RPCPLUGIN_HANDLER_THREADS`` says."""
 
 _lock = threading.Lock()
 _threads: int | None = None
@@ -71,16 +69,6 @@ def _threads_from_env() -> int:
     return handler_threads(os.environ)
 
 
-def shutdown() -> None:
-    """Drop the pool: queued calls never start, running ones finish on their own. The next sync
-    call makes a new pool."""
-    global _pool
-    with _lock:
-        pool, _pool = _pool, None
-    if pool is not None:
-        pool.shutdown(wait=False, cancel_futures=True)
-
-
 async def run(fn: Callable[[T], R], arg: T) -> R:
     """``fn(arg)`` on a worker thread, in a copy of the current context."""
     context = contextvars.copy_context()
@@ -106,9 +94,16 @@ async def pull(items: Iterator[T]) -> AsyncIterator[T]:
         if callable(close):
             if step is not None and not step.done() and not step.cancel():
                 # a worker is inside next(): close the generator once that returns
-                step.add_done_callback(lambda _: pool.submit(context.run, close))
+                step.add_done_callback(lambda _: _submit(pool, context, close))
             else:
-                pool.submit(context.run, close)
+                _submit(pool, context, close)
+
+
+def _submit(
+    pool: concurrent.futures.Executor, context: contextvars.Context, fn: Callable[[], object]
+) -> None:
+    with contextlib.suppress(RuntimeError):  # the interpreter is exiting: nothing to close for
+        pool.submit(context.run, fn)
 
 
 def _next_or_end(items: Iterator[T]) -> object:
