@@ -50,6 +50,7 @@ from .status import Abort, abort_trailer, bounded_message
 
 if TYPE_CHECKING:
     from .services.broker import Callback
+    from .workers import Requests
 
 __all__ = [
     "Abort",
@@ -263,6 +264,10 @@ def _mark(path: str) -> asyncio.Task[Any] | None:
 def _unmark(task: asyncio.Task[Any] | None) -> None:
     if task is not None:
         _RUNNING.pop(task, None)
+
+
+def _a_request_stream(requests: Requests[int]) -> RequestStream[int]:
+    return requests  # (for mypy: what handlers receive satisfies the contract)
 
 
 def _requests(request: Any, kind: RpcKind) -> Any:

@@ -68,6 +68,9 @@ class StallWatch:
         while not self._stop.wait(interval):
             if self.loop.is_closed():
                 return
+            if not self.loop.is_running():  # stopped between runs: not a stall
+                self._last = time.monotonic()
+                continue
             stalled = time.monotonic() - self._last
             if stalled > self.threshold:
                 self._report(stalled)

@@ -5,18 +5,20 @@ fast meanwhile because the blocking happens on worker threads, not on the event 
 from __future__ import annotations
 
 import asyncio
+import logging
 import statistics
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from google.protobuf import wrappers_pb2 as w
 
 import rpcplugin
 from rpcplugin.calls import Caller
 from rpcplugin.services import health
 
-from .echo_service import SLEEP
+from .echo_service import BLOCK_LOOP, SLEEP
 from .sync_plugin import HANDSHAKE
 
 PLUGIN = Path(__file__).resolve().parent / "sync_plugin.py"
@@ -46,3 +48,24 @@ async def test_64_blocking_sync_calls_leave_the_health_check_responsive() -> Non
     assert max(int(r.value.split("|")[1]) for r in replies) == CALLS  # all asleep at once
     assert len(latencies) >= 10, latencies
     assert statistics.median(latencies) < 0.05, sorted(latencies)
+
+
+async def test_a_plugin_names_the_method_that_blocks_its_loop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The detector in a plugin process: started when serving, its WARNING reaches the host's
+    log (through the plugin's stderr) once, however often the method blocks."""
+    logger = logging.getLogger("test.sync-plugin")
+    env = {"RPCPLUGIN_STALL_WARNING": "0.1"}
+    with caplog.at_level(logging.WARNING, logger="test.sync-plugin"):
+        async with rpcplugin.launch(
+            [sys.executable, str(PLUGIN)], handshake=HANDSHAKE, versions=[1], env=env, logger=logger
+        ) as conn:
+            caller = Caller(conn)
+            for _ in range(3):
+                reply = await caller.unary(BLOCK_LOOP, w.DoubleValue(value=0.4), timeout=30)
+                assert reply.value == "blocked"
+    # (a loaded machine may add a stall of its own elsewhere: only this method's are counted)
+    warnings = [r.getMessage() for r in caplog.records if "BlockLoop" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "/test.Echo/BlockLoop kept the event loop from turning" in warnings[0]

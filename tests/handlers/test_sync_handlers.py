@@ -166,9 +166,10 @@ async def test_a_handler_blocking_the_loop_is_named_once(
             reply = await caller.unary(BLOCK_LOOP, w.DoubleValue(value=0.5))
             assert reply.value == "blocked"
         await caller.unary(UPPER, w.StringValue(value="x"))
-    warnings = [r.getMessage() for r in caplog.records if "event loop" in r.getMessage()]
+    # (a loaded machine may add a stall of its own elsewhere: only this method's are counted)
+    warnings = [r.getMessage() for r in caplog.records if "BlockLoop" in r.getMessage()]
     assert len(warnings) == 1, warnings
-    assert warnings[0].startswith("/test.Echo/BlockLoop kept the event loop from turning")
+    assert "/test.Echo/BlockLoop kept the event loop from turning" in warnings[0]
 
 
 @pytest.mark.usefixtures("stall_warning")
@@ -182,7 +183,7 @@ async def test_sync_handlers_do_not_stall_the_loop(
             *(caller.unary(SLEEP, w.DoubleValue(value=0.4)) for _ in range(4))
         )
     assert all(r.value.startswith("slept|") for r in replies)
-    assert not [r for r in caplog.records if "event loop" in r.getMessage()]
+    assert not [r for r in caplog.records if "/test.Echo/Sleep" in r.getMessage()]
 
 
 def test_async_only_servicers_import_no_thread_pool() -> None:
