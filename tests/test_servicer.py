@@ -11,6 +11,7 @@ import grpc
 import grpc.aio
 import pytest
 from google.protobuf import wrappers_pb2 as w
+from handlers.inprocess import serving
 
 from rpcplugin.calls import Caller, Method, RpcKind
 from rpcplugin.handshake import Handshake
@@ -80,14 +81,8 @@ SERVICE: Service[Echo] = Service(
 
 @pytest.fixture
 async def caller(tmp_path: Path) -> AsyncIterator[Caller]:
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers((SERVICE.handler(Echo()),))
-    address = f"unix:{tmp_path}/s.sock"
-    server.add_insecure_port(address)
-    await server.start()
-    async with grpc.aio.insecure_channel(address) as channel:
-        yield Caller(channel)
-    await server.stop(None)
+    async with serving(SERVICE.handler(Echo()), tmp_path) as caller:
+        yield caller
 
 
 async def test_all_four_kinds(caller: Caller) -> None:

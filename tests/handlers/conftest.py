@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import grpc
-import grpc.aio
 import pytest
 
 from rpcplugin import servicer
 from rpcplugin.calls import Caller
 
 from .echo_service import SERVICE, Echo
+from .inprocess import serving
 
 
 @pytest.fixture
@@ -30,11 +29,5 @@ def stall_warning() -> Iterator[None]:
 
 @pytest.fixture
 async def caller(tmp_path: Path, echo: Echo) -> AsyncIterator[Caller]:
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers((SERVICE.handler(echo),))
-    address = f"unix:{tmp_path}/s.sock"
-    server.add_insecure_port(address)
-    await server.start()
-    async with grpc.aio.insecure_channel(address) as channel:
-        yield Caller(channel)
-    await server.stop(None)
+    async with serving(SERVICE.handler(echo), tmp_path) as caller:
+        yield caller

@@ -11,15 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_sync_handler_bench_runs() -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.sync_handlers", "--smoke"],
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    command = [sys.executable, "-m", "bench.sync_handlers", "--smoke"]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
     rows = [line for line in run.stdout.splitlines() if line.startswith("| ") and "µs" not in line]
     assert [row.split("|")[1].strip() for row in rows] == [
