@@ -46,10 +46,10 @@ import grpc.aio
 
 from .calls import ChannelLike, Method, RpcKind
 from .handshake import Handshake
-from .status import Abort, abort_trailer, bounded_message
 
 if TYPE_CHECKING:
     from .services.broker import Callback
+    from .status import Abort
     from .workers import Requests
 
 __all__ = [
@@ -68,11 +68,16 @@ _log = logging.getLogger("rpcplugin.servicer")
 
 def __getattr__(name: str) -> Any:
     # Callback (the binding of a host-provided service) lives with the broker; it is imported
-    # only by generated modules that have such a service, so plugins without one never load it
+    # only by generated modules that have such a service, so plugins without one never load it.
+    # Abort lives in rpcplugin.status, loaded when a handler fails or names it.
     if name == "Callback":
         from .services.broker import Callback
 
         return Callback
+    if name == "Abort":
+        from .status import Abort
+
+        return Abort
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -154,6 +159,8 @@ async def _fail(context: ServicerContext, method: Method[Any, Any], exc: Excepti
     """Turn an exception out of a handler into a status (always raises)."""
     if isinstance(exc, grpc.aio.AbortError):
         raise exc
+    from .status import Abort, abort_trailer, bounded_message
+
     if isinstance(exc, Abort):
         message, trailer = abort_trailer(exc, method.path)
         _log.debug("%s aborted: %s %s", method.path, exc.code.name, message)
