@@ -7,8 +7,8 @@ created on the first such call, so a plugin of ``async def`` methods never start
   ``current_call()`` works there), and await its result on the loop.
 - :class:`Requests`: a call's incoming messages, readable both with ``async for`` on the loop
   and with ``for`` on a worker (each ``next()`` waits for the loop to deliver the next request).
-  Once the call has ended, a worker's ``next()`` raises ``asyncio.CancelledError`` instead of
-  waiting.
+  Once the call's task has ended, a worker's ``next()`` raises ``asyncio.CancelledError``
+  instead of waiting.
 - :func:`pull`: the items of a plain iterator (a generator), each taken on a worker.
 
 A worker that never returns cannot be stopped from outside (Python has no way to interrupt a

@@ -27,11 +27,12 @@ def metadata(wheel: Path) -> tuple[list[str], list[str], str]:
     return names, requires, str(message["License-Expression"])
 
 
-def test_runtime_wheel_is_the_runtime_and_needs_only_grpcio_protobuf_cryptography(
+def test_runtime_wheel_is_the_runtime_and_needs_only_grpc_protobuf_cryptography(
     wheels: Wheels,
 ) -> None:
     names, requires, license_ = metadata(wheels.runtime)
-    assert sorted(requires) == ["cryptography", "grpcio", "protobuf"]
+    # grpcio-status: rpcplugin.Abort's details and status_details (imported only when used)
+    assert sorted(requires) == ["cryptography", "grpcio", "grpcio-status", "protobuf"]
     assert license_ == "MPL-2.0"
     assert "rpcplugin/py.typed" in names
     assert "rpcplugin/protos/grpc_broker.proto" in names  # package data of a subpackage
