@@ -13,8 +13,8 @@ thread of a bounded pool, ``RPCPLUGIN_HANDLER_THREADS``):
 
 The requests of a stream are a :class:`RequestStream`, both an async and a plain iterator.
 A plain ``def`` streaming method that is not a generator is called on the loop and must return
-an iterator or async iterator at once (the generated base class's ``UNIMPLEMENTED`` stubs are
-such methods). See docs/serving.md.
+an iterator or async iterator at once; the generated base class's ``UNIMPLEMENTED`` stubs are
+recognised (:func:`is_unimplemented_stub`) and answered on the loop too. See docs/serving.md.
 
 There is no ``context`` parameter: :func:`current_call` returns the ``grpc.aio.ServicerContext``
 of the call being handled (metadata, peer, deadline), in ``async def`` and ``def`` methods alike.
@@ -283,16 +283,32 @@ def _requests(request: Any, kind: RpcKind) -> Any:
     return request
 
 
+def is_unimplemented_stub(fn: Callable[..., Any], path: str) -> bool:
+    """Whether ``fn`` is a generated base class's method for ``path`` that was not overridden:
+    a plain ``def`` whose body only raises ``_servicer.Unimplemented(path)``. Such a method is
+    called on the event loop (it cannot block), so a servicer that leaves RPCs unimplemented
+    does not need the worker pool for them."""
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    return (
+        code is not None
+        and set(code.co_names) <= {"_servicer", "Unimplemented"}
+        and path in code.co_consts
+    )
+
+
 def _unary(method: Method[Any, Any], attr: str, fn: Callable[[Any], Any]) -> Any:
     flavour = flavour_of(fn)
-    run = _sync_runtime().run if flavour is not Flavour.ASYNC else None
+    inline = flavour is Flavour.SYNC and is_unimplemented_stub(fn, method.path)
+    run = None if flavour is Flavour.ASYNC or inline else _sync_runtime().run
 
     async def handle(request: Any, context: ServicerContext) -> Any:
         token = _current.set(context)
         task = _mark(method.path)
         arg = _requests(request, method.kind)
         try:
-            if run is None:
+            if inline:
+                reply = fn(arg)  # raises Unimplemented
+            elif run is None:
                 reply = await fn(arg)
             else:
                 reply = await run(fn, arg)

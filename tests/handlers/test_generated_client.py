@@ -4,6 +4,7 @@ message and typed details from the generated client's error; a plain ``def`` ove
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -94,3 +95,54 @@ async def test_host_reads_abort_details_through_the_generated_client(app: Path) 
         assert info.value.code() == grpc.StatusCode.UNKNOWN
         assert (info.value.details() or "").endswith(f" ... [cut: {1 << 20} bytes in all]")
         assert rpcplugin.status_details(info.value) == ()
+
+
+UNOVERRIDDEN = """\
+import asyncio, sys, tempfile, threading
+import grpc
+from rpcplugin.servicer import is_unimplemented_stub
+from store import plugin
+from store.acme.common.v1 import common_pb2
+from store.acme.svc.v1 import svc_pb2, svc_rpc
+sys.path.insert(0, sys.argv[1])
+from handlers.inprocess import serving
+
+async def main():
+    versions = plugin.handlers(greeter=svc_rpc.GreeterServicer(), admin=svc_rpc.AdminServicer())
+    with tempfile.TemporaryDirectory() as tmp:
+        async with serving(versions[1][0], tmp) as caller:
+            client = svc_rpc.GreeterClient(caller.channel, timeout=30)
+            calls = (
+                client.get(svc_pb2.GetRequest()),
+                client.upload([common_pb2.Item()]),
+                client.list(svc_pb2.ListRequest()).__anext__(),
+                client.chat([svc_pb2.Route()]).__anext__(),
+            )
+            for call in calls:
+                try:
+                    await call
+                except grpc.aio.AioRpcError as err:
+                    print(err.code().name)
+    print(is_unimplemented_stub(svc_rpc.GreeterServicer().get, "/acme.svc.v1.Greeter/Get"))
+    print("concurrent.futures.thread" in sys.modules)
+    print([t.name for t in threading.enumerate() if t.name.startswith("rpcplugin-handler")])
+
+asyncio.run(main())
+"""
+
+
+def test_rpcs_left_to_the_generated_base_need_no_worker_thread(app: Path) -> None:
+    """The generated base class's stubs are plain ``def``s that raise Unimplemented: they are
+    answered on the loop, and a plugin that overrides only with ``async def`` starts no
+    worker pool for them."""
+    (app / "unoverridden.py").write_text(UNOVERRIDDEN)
+    tests = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, str(app / "unoverridden.py"), str(tests)],
+        cwd=app,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:-1] == ["UNIMPLEMENTED"] * 4 + ["True", "False", "[]"]
