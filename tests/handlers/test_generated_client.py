@@ -6,33 +6,34 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import grpc
 import grpc.aio
 import pytest
-from generator.conftest import SAMPLE, copy_corpus, run_cli
+from generator.conftest import SAMPLE, copy_corpus, mypy, run_cli
 from google.rpc import error_details_pb2
 
 import rpcplugin
 
 IMPL = """\
 import threading
-import grpc
-import rpcplugin
-rpcplugin.guard_stdout()
 
+import grpc
 from google.protobuf import empty_pb2
 from google.rpc import error_details_pb2
 
-from store import plugin
-from store.acme.common.v1 import common_pb2
-from store.acme.svc.v1 import svc_pb2, svc_rpc
+import rpcplugin
+
+rpcplugin.guard_stdout()
+
+from store import plugin  # noqa: E402
+from store.acme.common.v1 import common_pb2  # noqa: E402
+from store.acme.svc.v1 import svc_pb2, svc_rpc  # noqa: E402
 
 
 class Greeter(svc_rpc.GreeterServicer):
-    def get(self, request, /):  # a plain def: runs on a worker thread
+    def get(self, request: svc_pb2.GetRequest, /) -> common_pb2.Item:  # on a worker thread
         if request.id == "missing":
             raise rpcplugin.Abort(
                 grpc.StatusCode.NOT_FOUND,
@@ -46,11 +47,37 @@ class Greeter(svc_rpc.GreeterServicer):
             raise RuntimeError("h" * (1 << 20))
         return common_pb2.Item(id=threading.current_thread().name)
 
-    async def ping(self, request, /):
+    async def ping(self, request: empty_pb2.Empty, /) -> empty_pb2.Empty:  # on the loop
         return empty_pb2.Empty()
 
 
-plugin.serve(greeter=Greeter(), admin=svc_rpc.AdminServicer())
+if __name__ == "__main__":
+    plugin.serve(greeter=Greeter(), admin=svc_rpc.AdminServicer())
+"""
+
+HOST = """\
+import grpc
+from google.rpc import error_details_pb2
+
+import rpcplugin
+from store.acme.svc.v1 import svc_pb2, svc_rpc
+
+
+async def reason_of_missing(client: svc_rpc.GreeterClient) -> str:
+    try:
+        await client.get(svc_pb2.GetRequest(id="missing"))
+    except grpc.aio.AioRpcError as err:
+        for info in rpcplugin.status_details(err, error_details_pb2.ErrorInfo):
+            return info.reason
+    return ""
+"""
+
+# googleapis-common-protos ships google.rpc's stubs without a py.typed marker (docs/errors.md)
+MYPY_CONFIG = """\
+[mypy]
+
+[mypy-google.rpc.*]
+follow_untyped_imports = True
 """
 
 
@@ -59,7 +86,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root, files = copy_corpus(SAMPLE, tmp_path / "protos")
     result = run_cli(["-I", str(root), str(root / files[0]), "-o", str(tmp_path / "store"), "-q"])
     assert result.exit_code == 0, result.stderr
-    (tmp_path / "impl.py").write_text(textwrap.dedent(IMPL))
+    (tmp_path / "impl.py").write_text(IMPL)
     monkeypatch.syspath_prepend(str(tmp_path))
     return tmp_path
 
@@ -146,3 +173,14 @@ def test_rpcs_left_to_the_generated_base_need_no_worker_thread(app: Path) -> Non
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:-1] == ["UNIMPLEMENTED"] * 4 + ["True", "False", "[]"]
+
+
+def test_a_plugin_with_a_def_and_an_async_def_method_and_its_host_type_check(app: Path) -> None:
+    """mypy --strict accepts the plugin above (a def override beside an async def one, Abort
+    with details) and a host reading typed details; ``info.reason`` is checked as an
+    ``ErrorInfo`` field, not ``Any``."""
+    (app / "host.py").write_text(HOST)
+    (app / "mypy.ini").write_text(MYPY_CONFIG)
+    assert mypy(["impl.py", "host.py"], app) == []
+    (app / "host.py").write_text(HOST.replace("info.reason", "info.no_such_field"))
+    assert any("no_such_field" in line for line in mypy(["impl.py", "host.py"], app))
