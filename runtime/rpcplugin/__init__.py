@@ -39,9 +39,10 @@ if TYPE_CHECKING:
     from .host.opening import Opening
     from .host.pool import MemberInfo, PluginPool, RestartPolicy, launch_pool
     from .host.reattach_config import ReattachConfig, parse_reattach
+    from .peer import Peer
     from .plugin.server import serve, serve_async
     from .plugin.stdout_guard import guard_stdout
-    from .servicer import PluginBinding, Unimplemented, current_call
+    from .servicer import PluginBinding, Unimplemented, current_call, current_peer
     from .services.broker import BrokerError, GRPCBroker, current_broker
 
 _LAZY = {
@@ -57,6 +58,8 @@ _LAZY = {
     "PluginBinding": "servicer",
     "Unimplemented": "servicer",
     "current_call": "servicer",
+    "current_peer": "servicer",
+    "Peer": "peer",
     "Opening": "host.opening",
     "PluginExitedDuringCall": "host.connection",
     "TLSFiles": "_wire.dial",
@@ -105,6 +108,7 @@ __all__ = [
     "MemberInfo",
     "Metadata",
     "Opening",
+    "Peer",
     "PluginBinding",
     "PluginConnection",
     "PluginError",
@@ -124,6 +128,7 @@ __all__ = [
     "connect_balanced",
     "current_broker",
     "current_call",
+    "current_peer",
     "guard_stdout",
     "launch",
     "launch_pool",
