@@ -11,11 +11,11 @@ channel, with the services every go-plugin host expects next to it (docs/testing
 one: ``channel``, ``version``, ``ping()``, ``broker``, ``close()``.
 
 The plugin side is assembled from the same pieces ``rpcplugin.serve`` uses: health,
-``GRPCController``, ``GRPCStdio`` and ``GRPCBroker`` are served, the interceptors ``auth=``,
-``rate_limit=`` and ``interceptors=`` build are installed, ``current_call()``,
-``current_peer()`` and ``current_broker()`` work in handlers. What it leaves out is the
-process: no handshake line, no stdout capture (``stdio`` is there for a test to write to), no
-signals, no parent watch. With ``tls=``, both ends get fresh AutoMTLS certificates and each
+``GRPCController``, ``GRPCStdio``, ``GRPCBroker`` and server reflection are served, the
+interceptors ``auth=``, ``rate_limit=`` and ``interceptors=`` build are installed,
+``current_call()``, ``current_peer()`` and ``current_broker()`` work in handlers. What it leaves
+out is the process: no handshake line, no stdout capture (``stdio`` is there for a test to write
+to), no signals, no parent watch. With ``tls=``, both ends get fresh AutoMTLS certificates and each
 verifies the other's exactly, through grpcio's TLS or the OpenSSL relay as asked.
 """
 
@@ -43,6 +43,7 @@ from .plugin.running import RunningServer
 from .services import broker as broker_mod
 from .services.controller import ControllerService
 from .services.health import HealthService
+from .services.reflection import LazyReflection
 from .services.stdio import StdioBuffer, StdioService
 
 if TYPE_CHECKING:
@@ -312,15 +313,14 @@ def _plugin_server(
     )
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=chain or None)
     running.server = server
-    server.add_generic_rpc_handlers(
-        (
-            HealthService().handler(),
-            ControllerService(running.stop.set).handler(),
-            StdioService(stdio).handler(),
-            broker.handler(),
-            *handlers,
-        )
+    served = (
+        HealthService().handler(),
+        ControllerService(running.stop.set).handler(),
+        StdioService(stdio).handler(),
+        broker.handler(),
+        *handlers,
     )
+    server.add_generic_rpc_handlers((*served, LazyReflection(served)))
     return server, broker.broker
 
 

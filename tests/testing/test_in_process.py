@@ -20,6 +20,7 @@ import pytest
 
 import rpcplugin
 from rpcplugin import calls, servicer, testing
+from rpcplugin.cli import schema
 from rpcplugin.ops import auth
 from rpcplugin.services import broker as broker_mod
 from rpcplugin.services import controller
@@ -113,6 +114,9 @@ async def test_the_go_plugin_services_are_served(pb: SimpleNamespace, binding: A
         assert reply.text.startswith("b|insecure")
         await dialed.close()
         await brokered.close()
+        # server reflection, as on a launched plugin
+        found = await schema.from_reflection(conn.channel)
+        assert found is not None and found.user_services() == [SERVICE]
         # GRPCController
         assert not conn.shutdown_requested.is_set()
         await controller.shutdown(conn.channel, 5.0)
