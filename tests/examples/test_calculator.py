@@ -4,7 +4,6 @@ in process (``rpcplugin.testing``: a process is not their point)."""
 from __future__ import annotations
 
 import ast
-import importlib.util
 import os
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from example_tools import mypy_strict
+from example_tools import import_file, mypy_strict
 
 import rpcplugin.testing
 
@@ -84,9 +83,7 @@ def test_readme_quickstart_runs_as_shown(generated: Path) -> None:
 def in_process(generated: Path) -> Any:
     """The generated package and the example host, importable in this process."""
     sys.path.insert(0, str(generated))
-    import host
-
-    return host
+    return import_file(EXAMPLE / "host.py", "calculator_example_host")
 
 
 @pytest.mark.parametrize("tls", [False, True, "openssl"], ids=["plaintext", "tls", "openssl"])
@@ -107,12 +104,7 @@ async def test_host_calls_every_kind_on_the_servicer(in_process: Any, tls: Any) 
 
 @pytest.fixture(scope="module")
 def example_tests(in_process: Any) -> ModuleType:
-    # its own module name: tests/ has a test_servicer.py of its own on sys.path
-    spec = importlib.util.spec_from_file_location("calculator_example_tests", EXAMPLE_TESTS)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_file(EXAMPLE_TESTS, "calculator_example_tests")
 
 
 @pytest.mark.parametrize("name", EXAMPLE_TEST_NAMES)
