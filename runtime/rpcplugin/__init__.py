@@ -1,7 +1,8 @@
 """rpcplugin: Python plugins and hosts that speak HashiCorp go-plugin's gRPC protocol.
 
-Plugin side: :func:`serve`. Host side: :func:`launch`, :func:`launch_pool`, :func:`reattach`,
-:func:`connect`.
+Plugin side: :func:`serve`; in a handler, :func:`current_call` and :func:`current_peer`. Host
+side: :func:`launch`, :func:`launch_pool`, :func:`reattach`, :func:`connect`. Tests:
+:mod:`rpcplugin.testing` serves a servicer in process (docs/testing.md).
 Generated packages (``rpcplugin-gen``) import this runtime and nothing from the generator: only
 these top-level names and the two contract modules :mod:`rpcplugin.calls` (clients) and
 :mod:`rpcplugin.servicer` (servicers and bindings). The subpackages (``plugin``, ``host``,
