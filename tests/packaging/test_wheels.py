@@ -27,11 +27,12 @@ def metadata(wheel: Path) -> tuple[list[str], list[str], str]:
     return names, requires, str(message["License-Expression"])
 
 
-def test_runtime_wheel_is_the_runtime_and_needs_only_grpcio_protobuf_cryptography(
+def test_runtime_wheel_is_the_runtime_and_needs_only_what_a_deployed_plugin_uses(
     wheels: Wheels,
 ) -> None:
     names, requires, license_ = metadata(wheels.runtime)
-    assert sorted(requires) == ["cryptography", "grpcio", "protobuf"]
+    # grpcio-reflection: plugin servers answer reflection by default (imported on first use)
+    assert sorted(requires) == ["cryptography", "grpcio", "grpcio-reflection", "protobuf"]
     assert license_ == "MPL-2.0"
     assert "rpcplugin/py.typed" in names
     assert "rpcplugin/protos/grpc_broker.proto" in names  # package data of a subpackage

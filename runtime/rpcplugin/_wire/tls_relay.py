@@ -200,7 +200,8 @@ class TLSTerminator:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
-            sock.bind(name)
+            with owner_only_umask():  # its file exists for a moment: owner-only even so
+                sock.bind(name)
             try:
                 await loop.sock_connect(sock, self._upstream)
             finally:
