@@ -57,6 +57,7 @@ EFFECTIVE: dict[str, tuple[dict[str, str], str, object]] = {
     "RPCPLUGIN_LOG_FORMAT": ({"RPCPLUGIN_LOG_FORMAT": "text"}, "log_format", "text"),
     "RPCPLUGIN_STDIO_BUFFER": ({"RPCPLUGIN_STDIO_BUFFER": "4096"}, "stdio_buffer", 4096),
     "RPCPLUGIN_PARENT_WATCH": ({"RPCPLUGIN_PARENT_WATCH": "off"}, "parent_watch", False),
+    "RPCPLUGIN_REFLECTION": ({"RPCPLUGIN_REFLECTION": "false"}, "reflection", False),
     "RPCPLUGIN_DEBUG": ({"RPCPLUGIN_DEBUG": "yes"}, "debug", True),
     "RPCPLUGIN_RATE_LIMIT": ({"RPCPLUGIN_RATE_LIMIT": "2.5"}, "rate_limit", 2.5),
     "RPCPLUGIN_RATE_BURST": (
@@ -100,6 +101,7 @@ INVALID: dict[str, dict[str, str]] = {
     "RPCPLUGIN_LOG_FORMAT": {"RPCPLUGIN_LOG_FORMAT": "xml"},
     "RPCPLUGIN_STDIO_BUFFER": {"RPCPLUGIN_STDIO_BUFFER": "lots"},
     "RPCPLUGIN_PARENT_WATCH": {"RPCPLUGIN_PARENT_WATCH": "maybe"},
+    "RPCPLUGIN_REFLECTION": {"RPCPLUGIN_REFLECTION": "maybe"},
     "RPCPLUGIN_DEBUG": {"RPCPLUGIN_DEBUG": "maybe"},
     "RPCPLUGIN_RATE_LIMIT": {"RPCPLUGIN_RATE_LIMIT": "0"},
     "RPCPLUGIN_RATE_BURST": {"RPCPLUGIN_RATE_LIMIT": "5", "RPCPLUGIN_RATE_BURST": "0.5"},

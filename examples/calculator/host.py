@@ -63,29 +63,35 @@ async def run(package_parent: str, *, auto_mtls: bool = True) -> Report:
         report.timings_ms["launch → ready"] = (time.perf_counter() - launching) * 1000
         report.version, report.tls, report.pid = conn.version, conn.tls, conn.pid
         report.transport = str(conn.endpoint)
-        # [calls]
-        with timed(report, "unary Add"):
-            added = await calculator.add(AddRequest(a=19, b=23))
-        with timed(report, "server stream Fibonacci"):
-            fib = [n.value async for n in calculator.fibonacci(FibonacciRequest(count=10))]
-        with timed(report, "client stream Sum"):
-            summed = await calculator.sum([Number(value=v) for v in (1, 2, 3, 4)])
-        with timed(report, "bidi RunningTotal"):
-            chat = calculator.running_total()  # interactive: send, then read the answer
-            totals = []
-            for value in (5, 10, 20):
-                await chat.send(Number(value=value))
-                totals.append((await anext(chat)).value)
-            await chat.done_writing()
-        # [/calls]
-        report.results["Add(19, 23)"] = added.sum
-        report.results["Fibonacci(10)"] = fib
-        report.results["Sum(1, 2, 3, 4)"] = (summed.total, summed.count)
-        report.results["RunningTotal(5, 10, 20)"] = totals
+        await exercise(calculator, report)
         closing = time.perf_counter()
     report.timings_ms["close → reaped"] = (time.perf_counter() - closing) * 1000
     report.results["exit status"] = conn.returncode
     return report
+
+
+async def exercise(calculator: CalculatorClient, report: Report) -> None:
+    """Call each RPC kind once and record the results and timings in ``report``; the client may
+    be on a launched plugin or on one served in process (``rpcplugin.testing``)."""
+    # [calls]
+    with timed(report, "unary Add"):
+        added = await calculator.add(AddRequest(a=19, b=23))
+    with timed(report, "server stream Fibonacci"):
+        fib = [n.value async for n in calculator.fibonacci(FibonacciRequest(count=10))]
+    with timed(report, "client stream Sum"):
+        summed = await calculator.sum([Number(value=v) for v in (1, 2, 3, 4)])
+    with timed(report, "bidi RunningTotal"):
+        chat = calculator.running_total()  # interactive: send, then read the answer
+        totals = []
+        for value in (5, 10, 20):
+            await chat.send(Number(value=value))
+            totals.append((await anext(chat)).value)
+        await chat.done_writing()
+    # [/calls]
+    report.results["Add(19, 23)"] = added.sum
+    report.results["Fibonacci(10)"] = fib
+    report.results["Sum(1, 2, 3, 4)"] = (summed.total, summed.count)
+    report.results["RunningTotal(5, 10, 20)"] = totals
 
 
 def show(report: Report) -> str:

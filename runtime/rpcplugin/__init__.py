@@ -1,7 +1,8 @@
 """rpcplugin: Python plugins and hosts that speak HashiCorp go-plugin's gRPC protocol.
 
-Plugin side: :func:`serve`. Host side: :func:`launch`, :func:`launch_pool`, :func:`reattach`,
-:func:`connect`.
+Plugin side: :func:`serve`; in a handler, :func:`current_call` and :func:`current_peer`. Host
+side: :func:`launch`, :func:`launch_pool`, :func:`reattach`, :func:`connect`. Tests:
+:mod:`rpcplugin.testing` serves a servicer in process (docs/testing.md).
 Generated packages (``rpcplugin-gen``) import this runtime and nothing from the generator: only
 these top-level names and the two contract modules :mod:`rpcplugin.calls` (clients) and
 :mod:`rpcplugin.servicer` (servicers and bindings). The subpackages (``plugin``, ``host``,
@@ -39,9 +40,10 @@ if TYPE_CHECKING:
     from .host.opening import Opening
     from .host.pool import MemberInfo, PluginPool, RestartPolicy, launch_pool
     from .host.reattach_config import ReattachConfig, parse_reattach
+    from .peer import Peer
     from .plugin.server import serve, serve_async
     from .plugin.stdout_guard import guard_stdout
-    from .servicer import PluginBinding, Unimplemented, current_call
+    from .servicer import PluginBinding, Unimplemented, current_call, current_peer
     from .services.broker import BrokerError, GRPCBroker, current_broker
     from .status import Abort, status_details
 
@@ -60,6 +62,8 @@ _LAZY = {
     "PluginBinding": "servicer",
     "Unimplemented": "servicer",
     "current_call": "servicer",
+    "current_peer": "servicer",
+    "Peer": "peer",
     "Opening": "host.opening",
     "PluginExitedDuringCall": "host.connection",
     "TLSFiles": "_wire.dial",
@@ -109,6 +113,7 @@ __all__ = [
     "MemberInfo",
     "Metadata",
     "Opening",
+    "Peer",
     "PluginBinding",
     "PluginConnection",
     "PluginError",
@@ -128,6 +133,7 @@ __all__ = [
     "connect_balanced",
     "current_broker",
     "current_call",
+    "current_peer",
     "guard_stdout",
     "launch",
     "launch_pool",

@@ -365,6 +365,16 @@ PLUGIN_SETTINGS: tuple[Setting, ...] = (
         "Exit when the host process dies (true/false). Always off in debug mode.",
     ),
     Setting(
+        "RPCPLUGIN_REFLECTION",
+        "user",
+        "reflection",
+        Bool(),
+        True,
+        "Serve gRPC server reflection (true/false), as go-plugin plugins do: grpcurl and "
+        "'rpcplugin services' can then list and describe the plugin's services. "
+        "grpcio-reflection is imported on the first reflection call, not at start.",
+    ),
+    Setting(
         "RPCPLUGIN_DEBUG",
         "user",
         "debug",
@@ -582,6 +592,7 @@ class PluginSettings(SettingsObject):
     log_format: LogFormat
     stdio_buffer: int
     parent_watch: bool
+    reflection: bool
     debug: bool
     rate_limit: float | None
     rate_burst: int | None

@@ -48,6 +48,7 @@ from .calls import ChannelLike, Method, RpcKind
 from .handshake import Handshake
 
 if TYPE_CHECKING:
+    from .peer import Peer
     from .services.broker import Callback
     from .status import Abort
     from .workers import Requests
@@ -60,6 +61,7 @@ __all__ = [
     "Service",
     "Unimplemented",
     "current_call",
+    "current_peer",
     "not_implemented",
 ]
 
@@ -153,6 +155,15 @@ def current_call() -> ServicerContext:
         return _current.get()
     except LookupError:
         raise LookupError("current_call() is only available while handling an RPC") from None
+
+
+def current_peer() -> Peer:
+    """Who made the RPC being handled: its address, the transport's security and the
+    certificate it presented and the TLS handshake verified, whether grpcio's TLS or the OpenSSL
+    relay carried the call (docs/security.md). Raises ``LookupError`` outside a handler."""
+    from .peer import peer_of
+
+    return peer_of(current_call())
 
 
 async def _fail(context: ServicerContext, method: Method[Any, Any], exc: Exception) -> NoReturn:

@@ -160,13 +160,24 @@ def test_services_of_the_python_plugin_from_protos(calculator: tuple[str, ...]) 
         "Sum": (True, False),
         "RunningTotal": (True, True),
     }
-    # without protos: from reflection once Python plugins serve it, else a one-line pointer
-    bare = run_cli("services", "--json", *calculator)
-    if bare.status == 0:
-        assert json.loads(bare.stdout)["source"] == "reflection"
-    else:
-        assert "give its protos with --proto" in one_error_line(bare)
-        assert bare.status == status.EXIT_PROTOS
+
+
+def test_p26_services_of_the_python_plugin_from_reflection(calculator: tuple[str, ...]) -> None:
+    # Python plugins serve reflection by default, as go-plugin's do: no protos needed
+    run = run_cli("services", *calculator)
+    assert run.status == 0, run
+    lines = run.stdout.splitlines()
+    assert lines[0] == "# from reflection (grpc.reflection.v1alpha.ServerReflection)"
+    assert lines[1] == "calculator.v1.Calculator"
+    assert "  rpc Sum(stream calculator.v1.Number) returns (calculator.v1.SumResponse)" in lines
+    add = run_cli("call", "calculator.v1.Calculator/Add", "-d", '{"a": 1, "b": 2}', *calculator)
+    assert add.status == 0, add
+    assert json.loads(add.stdout) == {"sum": "3"}
+    # RPCPLUGIN_REFLECTION=false turns it off: then the protos are needed
+    off = ("--env", "RPCPLUGIN_REFLECTION=false")
+    bare = run_cli("services", *off, *calculator)
+    assert "give its protos with --proto" in one_error_line(bare)
+    assert bare.status == status.EXIT_PROTOS
 
 
 # -- call ------------------------------------------------------------------------------------

@@ -7,6 +7,9 @@ Its first line must set ``B=$PWD/build/<something>`` (where everything is built)
 directory. The Go build cache is the one ``tests/gopeers.py`` keeps warm, so a run costs one
 link, not a rebuild of grpc-go.
 
+``import_file``: import an example's file in this process under a name of its own (several
+examples have a ``host.py``, and ``tests/`` has test modules named like the examples' own).
+
 ``mypy_strict``: type-check an example's Python files together with its generated package, with a
 persistent cache per example (``.mypy_cache/examples/<name>``, git-ignored): mypy validates
 cached modules by content hash, so a warm run takes well under a second instead of ~8 s (most of
@@ -15,12 +18,14 @@ it grpc's and protobuf's stubs), while a changed file is still checked afresh.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 from gopeers import BIN_DIR
 
@@ -54,6 +59,16 @@ def run_sh_block(
         text=True,
         timeout=timeout,
     )
+
+
+def import_file(path: Path, name: str) -> ModuleType:
+    """Import ``path`` as the module ``name`` (its own imports resolve through ``sys.path``)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and typing look their module up by name
+    spec.loader.exec_module(module)
+    return module
 
 
 def mypy_strict(

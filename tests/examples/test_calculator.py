@@ -1,17 +1,29 @@
-"""The calculator example, as `make demo` runs it, and its host against the generated package."""
+"""The calculator example, as `make demo` runs it; its host's calls and its own servicer tests
+in process (``rpcplugin.testing``: a process is not their point)."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
-from example_tools import mypy_strict
+from example_tools import import_file, mypy_strict
+
+import rpcplugin.testing
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "calculator"
+EXAMPLE_TESTS = EXAMPLE / "test_calculator_servicer.py"
+EXAMPLE_TEST_NAMES = [
+    node.name
+    for node in ast.parse(EXAMPLE_TESTS.read_text()).body
+    if isinstance(node, ast.AsyncFunctionDef) and node.name.startswith("test_")
+]
 
 
 def test_make_demo_runs_every_call_kind_with_mutual_tls() -> None:
@@ -67,24 +79,40 @@ def test_readme_quickstart_runs_as_shown(generated: Path) -> None:
     assert result.stdout.startswith("19 + 23 = 42 (plugin pid "), result.stdout
 
 
-@pytest.mark.parametrize("auto_mtls", [True, False])
-def test_host_against_generated_package(generated: Path, auto_mtls: bool) -> None:
-    code = (
-        "import asyncio, sys, host\n"
-        f"r = asyncio.run(host.run({str(generated)!r}, auto_mtls={auto_mtls}))\n"
-        "print(r.tls, r.results)\n"
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(generated), str(EXAMPLE)])}
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    tls, _, results = result.stdout.strip().partition(" ")
-    assert tls == ("grpc" if auto_mtls else "off")
-    assert "'Add(19, 23)': 42" in results and "'exit status': 0" in results
+@pytest.fixture(scope="module")
+def in_process(generated: Path) -> Any:
+    """The generated package and the example host, importable in this process."""
+    sys.path.insert(0, str(generated))
+    return import_file(EXAMPLE / "host.py", "calculator_example_host")
+
+
+@pytest.mark.parametrize("tls", [False, True, "openssl"], ids=["plaintext", "tls", "openssl"])
+async def test_host_calls_every_kind_on_the_servicer(in_process: Any, tls: Any) -> None:
+    from calculator.calculator_rpc import CalculatorPlugin
+    from calculator.servicer import Calculator
+
+    report = in_process.Report()
+    async with rpcplugin.testing.serve(CalculatorPlugin, Calculator(), tls=tls) as client:
+        await in_process.exercise(client.with_options(timeout=10), report)
+    assert report.results == {
+        "Add(19, 23)": 42,
+        "Fibonacci(10)": [0, 1, 1, 2, 3, 5, 8, 13, 21, 34],
+        "Sum(1, 2, 3, 4)": (10, 4),
+        "RunningTotal(5, 10, 20)": [5, 15, 35],
+    }
+
+
+@pytest.fixture(scope="module")
+def example_tests(in_process: Any) -> ModuleType:
+    return import_file(EXAMPLE_TESTS, "calculator_example_tests")
+
+
+@pytest.mark.parametrize("name", EXAMPLE_TEST_NAMES)
+async def test_the_examples_own_tests_pass(example_tests: ModuleType, name: str) -> None:
+    await getattr(example_tests, name)()
 
 
 def test_host_and_generated_package_pass_mypy_strict(generated: Path) -> None:
-    files = [EXAMPLE / "host.py", generated / "calculator"]
+    files = [EXAMPLE / "host.py", EXAMPLE_TESTS, generated / "calculator"]
     result = mypy_strict("calculator", files, generated)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,14 +1,18 @@
-"""examples/callback: a plugin asks its host for a secret mid-call, through the broker."""
+"""examples/callback: a plugin asks its host for a secret mid-call, through the broker: the
+README's commands with a real process, and the host's calls on every TLS path in process
+(``rpcplugin.testing``, whose broker works as a launched plugin's does)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
-from example_tools import mypy_strict, run_sh_block
+from example_tools import import_file, mypy_strict, run_sh_block
+
+import rpcplugin.testing
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "callback"
@@ -43,16 +47,25 @@ def assert_ran(result: subprocess.CompletedProcess[str], tls: str) -> None:
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("tls", ["grpc", "off"])
-def test_host_serves_secrets_the_plugin_asks_for(generated: Path, tls: str) -> None:
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLE / "host.py"), *(["--plaintext"] if tls == "off" else [])],
-        env={**os.environ, "PYTHONPATH": str(generated)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert_ran(result, tls)
+@pytest.fixture(scope="module")
+def host(generated: Path) -> Any:
+    """The example host, importable in this process next to the generated package."""
+    sys.path.insert(0, str(generated))
+    return import_file(EXAMPLE / "host.py", "callback_example_host")
+
+
+@pytest.mark.parametrize("tls", ["grpc", "openssl", "off"])
+async def test_host_serves_secrets_the_plugin_asks_for(host: Any, tls: str) -> None:
+    from deploy import plugin
+    from deploy.servicer import Deployer
+
+    handlers = plugin.handlers(deployer=Deployer())
+    choice = {"grpc": "grpc", "openssl": "openssl", "off": False}[tls]
+    async with rpcplugin.testing.start(handlers, tls=choice) as conn:
+        lines = await host.deploy_with_secrets(conn)
+    assert lines[0] == f"Secrets served through the broker as id 1, TLS {tls}"
+    assert lines[1:4] == EXPECTED
+    assert lines[4].startswith("Deploy with its callback took ")
 
 
 def test_readme_commands_run_it(tmp_path: Path) -> None:

@@ -2,8 +2,8 @@
 the runtime wheel, and a generated conformance plugin (Echo implemented) for the Go host.
 
 The wheels are built with the contributor venv's setuptools (``--no-build-isolation``: no index
-needed, ~2 s); the venv installs the runtime wheel and lets pip find grpcio, protobuf and
-cryptography as it would for a user (its cache makes that a few seconds).
+needed, ~2 s); the venv installs the runtime wheel and lets pip find grpcio, grpcio-reflection,
+protobuf and cryptography as it would for a user (its cache makes that a few seconds).
 """
 
 from __future__ import annotations

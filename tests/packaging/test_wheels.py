@@ -27,12 +27,19 @@ def metadata(wheel: Path) -> tuple[list[str], list[str], str]:
     return names, requires, str(message["License-Expression"])
 
 
-def test_runtime_wheel_is_the_runtime_and_needs_only_grpc_protobuf_cryptography(
+def test_runtime_wheel_is_the_runtime_and_needs_only_what_a_deployed_plugin_uses(
     wheels: Wheels,
 ) -> None:
     names, requires, license_ = metadata(wheels.runtime)
-    # grpcio-status: rpcplugin.Abort's details and status_details (imported only when used)
-    assert sorted(requires) == ["cryptography", "grpcio", "grpcio-status", "protobuf"]
+    # grpcio-status: rpcplugin.Abort's details and status_details (imported only when used);
+    # grpcio-reflection: plugin servers answer reflection by default (imported on first use)
+    assert sorted(requires) == [
+        "cryptography",
+        "grpcio",
+        "grpcio-reflection",
+        "grpcio-status",
+        "protobuf",
+    ]
     assert license_ == "MPL-2.0"
     assert "rpcplugin/py.typed" in names
     assert "rpcplugin/protos/grpc_broker.proto" in names  # package data of a subpackage

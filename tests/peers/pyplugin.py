@@ -26,7 +26,9 @@ Environment (all optional):
     misbehave: ``print(TEXT)`` and ``os.write(1, TEXT)`` before serving; the stdout guard must
     keep both off the handshake.
 
-Info: an ``env`` name ``module:NAME`` reports ``loaded`` or ``absent`` for ``sys.modules``.
+Info: an ``env`` name ``module:NAME`` reports ``loaded`` or ``absent`` for ``sys.modules``;
+``peer:FIELD`` reports a field of the call's ``rpcplugin.peer.Peer`` (``security``,
+``tls_backend``, ``fingerprint``, ``address``) as text.
 
 Echo (v1) commands, for tests that need the plugin to do something on cue; the reply's text is
 the result:
@@ -115,6 +117,10 @@ class V1:
         for name in request.env:
             if name.startswith("module:"):
                 env[name] = "loaded" if name[len("module:") :] in sys.modules else "absent"
+            elif name.startswith("peer:"):
+                from rpcplugin.peer import peer_of
+
+                env[name] = str(getattr(peer_of(context), name[len("peer:") :]))
             elif name in os.environ:
                 env[name] = os.environ[name]
         return v1.InfoReply(pid=os.getpid(), version=self.version, env=env, implementation="python")

@@ -6,24 +6,34 @@ terminated (plugin side) or originated (host side) here, in the same event loop,
 plaintext bytes are pumped to or from gRPC over a unix socket inside a 0700 directory, which
 only this process can reach. Verification is never weakened: the peer must present the one
 certificate we trust, and the relay's own error text is kept for the caller.
+
+So that a handler still learns who called (:func:`rpcplugin.current_peer`), the terminator
+connects each relayed connection from a unix client socket bound to a name of its own, which
+gRPC reports as the call's ``peer()``, and files the verified peer under that name in
+:data:`rpcplugin.peer.RELAYED` while the connection lives.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .._wire.transport import Endpoint, owner_only_umask, remove_socket
 from ..errors import TransportError
+from ..peer import RELAYED, Peer, address_of
 
 log = logging.getLogger("rpcplugin.tls")
 
 HANDSHAKE_TIMEOUT = 10.0
+PEER_LINGER = 30.0
+"""Seconds a closed relayed connection's peer stays known, for handlers still finishing."""
 
 
 class _Pump(asyncio.Protocol):
@@ -39,6 +49,8 @@ class _Pump(asyncio.Protocol):
         """Why the connection was lost, if it was an error (e.g. the peer's TLS alert)."""
         self._on_made = on_made
         self._tls = False
+        self.peer: Peer | None = None
+        """The verified TLS peer (the terminator's accepted side only)."""
         self.closed = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -46,6 +58,11 @@ class _Pump(asyncio.Protocol):
         self.transport = transport
         # asked now: a closed SSL transport's get_extra_info() raises AttributeError
         self._tls = transport.get_extra_info("sslcontext") is not None
+        if self._tls:
+            tls = transport.get_extra_info("ssl_object")
+            der = tls.getpeercert(binary_form=True) if tls is not None else None
+            address = address_of(transport.get_extra_info("peername"))
+            self.peer = Peer(address, "tls", "openssl-relay", der or None)
         if self._on_made is not None:
             self._on_made(self)
 
@@ -122,6 +139,7 @@ class TLSTerminator:
         self._context = context
         self._upstream = upstream_path
         self._state = _RelayState()
+        self._names = itertools.count(1)
 
     async def listen_unix(self, path: str) -> Endpoint:
         """Listen on a new unix socket (created owner-only)."""
@@ -170,9 +188,28 @@ class TLSTerminator:
 
     async def _connect_upstream(self, downstream: _Pump) -> None:
         loop = asyncio.get_running_loop()
+        # a name of this connection's own, in gRPC's private directory: gRPC reports it as the
+        # peer of every call on the connection, which is how a handler finds the TLS peer
+        name = os.path.join(os.path.dirname(self._upstream), f"c{next(self._names):x}")
+        key = f"unix:{name}"
+        if downstream.peer is not None:
+            RELAYED.add(key, downstream.peer)
+        downstream.closed.add_done_callback(
+            lambda _: loop.call_later(PEER_LINGER, RELAYED.discard, key)
+        )
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            _, upstream = await loop.create_unix_connection(_Pump, self._upstream)
+            sock.setblocking(False)
+            with owner_only_umask():  # its file exists for a moment: owner-only even so
+                sock.bind(name)
+            try:
+                await loop.sock_connect(sock, self._upstream)
+            finally:
+                remove_socket(name)  # the bound name outlives its file
+            _, upstream = await loop.create_unix_connection(_Pump, sock=sock)
         except OSError as exc:
+            sock.close()
+            RELAYED.discard(key)
             log.error("TLS relay cannot reach the gRPC server at %s: %s", self._upstream, exc)
             downstream.close()
             return

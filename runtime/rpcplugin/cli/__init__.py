@@ -1,8 +1,8 @@
 """``rpcplugin``: the operator's command line — launch, inspect, list and call any go-plugin
 plugin (Go or Python), stream its logs, make certificates (docs/cli.md).
 
-It needs the ``cli`` extra (click, grpcio-reflection): ``pip install 'rpcplugin[cli]'``. Plugins
-never import this package.
+It needs the ``cli`` extra (click): ``pip install 'rpcplugin[cli]'``. Plugins never import this
+package.
 """
 
 from __future__ import annotations

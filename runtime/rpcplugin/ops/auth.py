@@ -12,6 +12,12 @@ Plugin side — the check runs before any servicer, and the client's name is ava
     async def get(self, request):            # in the servicer
         who = auth.current_client()          # "ci"
 
+Or by the certificate the client presented over mutual TLS (:class:`CertificateFingerprints`,
+or any check reading :attr:`AuthRequest.peer`)::
+
+    rpcplugin.serve(HANDSHAKE, versions={1: [...]},
+                    auth=auth.CertificateFingerprints({"ci": "3f5a...e1"}))
+
 A call without valid credentials fails with ``UNAUTHENTICATED`` and never reaches the servicer.
 Health checks are exempt by default so that probes keep working; everything else, including
 ``GRPCController/Shutdown``, needs credentials. A plugin launched by a go-plugin host (which
@@ -29,6 +35,7 @@ import inspect
 import logging
 from collections.abc import (
     AsyncIterable,
+    AsyncIterator,
     Awaitable,
     Callable,
     Collection,
@@ -45,11 +52,14 @@ from ..errors import ConfigError
 from ..ops.interception import (
     HEALTH_SERVICE,
     ThrottledWarning,
+    behaviour_of,
     client_interceptors_for,
     denying,
     metadata_value,
+    rebuild,
     split_method,
 )
+from ..peer import Peer, peer_of
 
 log = logging.getLogger("rpcplugin.auth")
 
@@ -146,10 +156,14 @@ class DefaultMetadata:
 
 @dataclass(frozen=True, slots=True)
 class AuthRequest:
-    """What a check sees of a call: its method path and its metadata."""
+    """What a check sees of a call: its method path, its metadata, and who is calling
+    (``peer``: the transport's security and the verified client certificate, whether
+    grpcio's TLS or the OpenSSL relay carried the call; None only for handlers grpcio runs
+    synchronously)."""
 
     method: str
     metadata: MetadataPairs
+    peer: Peer | None = None
 
     def get(self, key: str) -> str | None:
         """The first value of ``key`` (lower case), or None."""
@@ -199,6 +213,40 @@ class BearerTokens:
         return found
 
 
+class CertificateFingerprints:
+    """An :data:`Authenticator` accepting calls whose client presented, over mutual TLS, one
+    of the known certificates; the client's name is the one its certificate is listed under.
+
+    ``fingerprints`` maps each client's name to the SHA-256 of its certificate (DER), in hex;
+    colons and case do not matter (``openssl x509 -noout -fingerprint -sha256`` prints one).
+    """
+
+    refusal = "no known client certificate: present one of the allowed certificates over TLS"
+    """The ``UNAUTHENTICATED`` details of a refused call."""
+
+    def __init__(self, fingerprints: Mapping[str, str]) -> None:
+        known: dict[str, str] = {}
+        for name, fingerprint in fingerprints.items():
+            digest = fingerprint.replace(":", "").strip().lower()
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise ConfigError("fingerprints", fingerprint, "a SHA-256 fingerprint in hex")
+            if not name:
+                raise ConfigError("fingerprints", digest, "a non-empty client name for each one")
+            known[digest] = name
+        if not known:
+            raise ConfigError("fingerprints", "<none>", "at least one fingerprint")
+        self._known = known
+
+    def __repr__(self) -> str:
+        return f"CertificateFingerprints(clients={sorted(self._known.values())})"
+
+    def __call__(self, request: AuthRequest) -> str | None:
+        peer = request.peer
+        if peer is None or peer.security != "tls" or peer.fingerprint is None:
+            return None
+        return self._known.get(peer.fingerprint)
+
+
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """A ``grpc.aio`` server interceptor running ``check`` before every call's servicer.
 
@@ -228,20 +276,55 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if split_method(method)[0] in self.exempt:
             return handler
         metadata = tuple(handler_call_details.invocation_metadata or ())
+        behaviour = behaviour_of(handler)
+        if inspect.isasyncgenfunction(behaviour):
+
+            async def guarded_stream(request: Any, context: Any) -> AsyncIterator[Any]:
+                await self._admit(AuthRequest(method, metadata, peer_of(context)), context)
+                async for reply in behaviour(request, context):
+                    yield reply
+
+            return rebuild(handler, guarded_stream)
+        if inspect.iscoroutinefunction(behaviour):
+
+            async def guarded(request: Any, context: Any) -> Any:
+                await self._admit(AuthRequest(method, metadata, peer_of(context)), context)
+                return await behaviour(request, context)
+
+            return rebuild(handler, guarded)
+        # a synchronous behaviour (grpcio runs it on a thread): checked here, without the peer
         request = AuthRequest(method, metadata)
-        try:
-            verdict = self.check(request)
-            client = await verdict if inspect.isawaitable(verdict) else verdict
-        except Exception:
-            log.exception("the authentication check failed on %s; refusing the call", method)
-            client = None
+        client = await self._verdict(request)
         if client is not None:
             _CLIENT.set(client)
             return handler
+        return denying(handler, grpc.StatusCode.UNAUTHENTICATED, self._refused(request))
+
+    async def _verdict(self, request: AuthRequest) -> str | None:
+        try:
+            verdict = self.check(request)
+            return await verdict if inspect.isawaitable(verdict) else verdict
+        except Exception:
+            log.exception(
+                "the authentication check failed on %s; refusing the call", request.method
+            )
+            return None
+
+    async def _admit(self, request: AuthRequest, context: Any) -> None:
+        """Let the call go on as the checked client, or end it with ``UNAUTHENTICATED``."""
+        client = await self._verdict(request)
+        if client is None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, self._refused(request))
+        _CLIENT.set(client)
+
+    def _refused(self, request: AuthRequest) -> str:
         self.refused += 1
-        if request.get(AUTHORIZATION) is None:
+        custom = getattr(self.check, "refusal", None)
+        if isinstance(custom, str):
+            details = custom
+        elif request.get(AUTHORIZATION) is None:
             details = f"missing credentials: send '{AUTHORIZATION}' metadata"
         else:
             details = "invalid credentials"
-        self._warning.note("refused a call to %s: %s", method, details)
-        return denying(handler, grpc.StatusCode.UNAUTHENTICATED, details)
+        self._warning.note("refused a call to %s: %s", request.method, details)
+        return details

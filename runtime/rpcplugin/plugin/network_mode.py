@@ -64,7 +64,11 @@ async def serve(
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=list(interceptors) or None)
     running.server = server
     health = HealthService()
-    server.add_generic_rpc_handlers((health.handler(), *versions[version]))
+    server.add_generic_rpc_handlers(served := (health.handler(), *versions[version]))
+    if settings.reflection:  # grpcio-reflection, imported on the first reflection call
+        from ..services.reflection import LazyReflection
+
+        server.add_generic_rpc_handlers((LazyReflection(served),))
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):

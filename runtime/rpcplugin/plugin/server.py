@@ -235,7 +235,7 @@ async def _serve(
     running.server = server
     health = HealthService()
     server.add_generic_rpc_handlers(
-        (
+        served := (
             health.handler(),
             ControllerService(running.stop.set).handler(),
             StdioService(stdio_buffer).handler(),
@@ -243,6 +243,10 @@ async def _serve(
             *versions[version],
         )
     )
+    if settings.reflection:  # grpcio-reflection, imported on the first reflection call
+        from ..services.reflection import LazyReflection
+
+        server.add_generic_rpc_handlers((LazyReflection(served),))
     # before anything exists that SIGTERM's default action would leave behind (the socket)
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGTERM, running.stop.set)
