@@ -96,6 +96,31 @@ async def test_mutual_tls_the_handler_sees_the_host_certificate(
     assert peer.fingerprint is not None and len(peer.fingerprint) == 64
 
 
+class SyncEchoer(Echoer):
+    """Echo as a plain ``def``: it runs on a worker thread, where the call context must follow."""
+
+    def echo(self, request: Any, /) -> Any:  # type: ignore[override]
+        peer = rpcplugin.current_peer()
+        self.peers.append(peer)
+        text = f"{request.text}|{peer.security}|{peer.tls_backend}|{servicer.current_call().peer()}"
+        return self.pb.v1.EchoReply(text=text, version=1)
+
+
+@pytest.mark.parametrize("tls", ["grpc", "openssl"])
+async def test_a_def_handler_on_a_worker_sees_the_same_peer(
+    pb: SimpleNamespace, binding: Any, tls: str
+) -> None:
+    servicer_ = SyncEchoer(pb)
+    async with testing.start(binding.versions(servicer_), tls=tls) as conn:
+        reply = await binding.client(conn).echo(pb.v1.EchoRequest(text="x"))
+    seen_as = "openssl-relay" if tls == "openssl" else "grpc"
+    text, security, backend, address = reply.text.split("|", 3)
+    assert (text, security, backend) == ("x", "tls", seen_as)
+    (peer,) = servicer_.peers
+    assert peer.certificate_der == conn.host_certificate
+    assert address.startswith("unix:")  # current_call() itself works on the worker too
+
+
 async def test_the_go_plugin_services_are_served(pb: SimpleNamespace, binding: Any) -> None:
     out: list[bytes] = []
     async with testing.start(binding.versions(Echoer(pb)), stdout=out.append) as conn:
