@@ -426,7 +426,7 @@ class PluginBinding(Generic[ImplT, ClientT]):
     :attr:`version` and wraps the connection with :meth:`client`.
     """
 
-    __slots__ = ("_client", "handshake", "service", "version")
+    __slots__ = ("_client", "app_versions", "handshake", "service", "version")
 
     def __init__(
         self,
@@ -436,10 +436,14 @@ class PluginBinding(Generic[ImplT, ClientT]):
         cookie_value: str,
         version: int,
         client: Callable[[ChannelLike], ClientT],
+        app_versions: tuple[int, ...] = (),
     ) -> None:
         self.service: Final = service
         self.handshake: Final = Handshake(cookie_key=cookie_key, cookie_value=cookie_value)
         self.version: Final = version
+        self.app_versions: Final = tuple(sorted({version, *app_versions}))
+        """Every app protocol version this service is served under (``version`` is the
+        highest a host launches with); one unless generated with ``--versions``."""
         self._client = client
 
     def handler(self, impl: ImplT) -> grpc.GenericRpcHandler:
@@ -447,8 +451,10 @@ class PluginBinding(Generic[ImplT, ClientT]):
         return self.service.handler(impl)
 
     def versions(self, impl: ImplT) -> dict[int, list[grpc.GenericRpcHandler]]:
-        """``{version: [handler]}``: the ``versions=`` argument of ``rpcplugin.serve``."""
-        return {self.version: [self.handler(impl)]}
+        """``{version: [handler]}`` for each of :attr:`app_versions`: the ``versions=``
+        argument of ``rpcplugin.serve``."""
+        handler = self.handler(impl)
+        return {version: [handler] for version in self.app_versions}
 
     def client(self, channel: ChannelLike) -> ClientT:
         """The typed client on a channel or a launched plugin connection."""

@@ -5,6 +5,7 @@ real go-plugin host offering any one of them gets it."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -179,3 +180,19 @@ def test_protoc_plugin_option() -> None:
         parse_parameter("versions=5:x")
     with pytest.raises(GenerationError, match="plugin option '6' is not key=value"):
         parse_parameter("versions=5,6")  # commas separate options
+
+
+def test_the_binding_serves_every_version_too(tmp_path: Path) -> None:
+    """``XPlugin.versions(impl)`` (what hand-written plugins pass to ``rpcplugin.serve``) lists
+    the service under each version, as ``plugin.handlers()`` does."""
+    _generate(tmp_path / "pkg", "--versions", "5,6")
+    code = (
+        "from pkg.conformance.v1 import conformance_rpc as m\n"
+        "b = m.ConformancePlugin\n"
+        "print(b.version, b.app_versions, sorted(b.versions(m.ConformanceServicer())))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["6", "(5,", "6)", "[5,", "6]"]
