@@ -31,6 +31,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
         "## Goals (issue 6)",
         "## Import cost",
         "## Cold start",
+        "## Start to handshake line",
         "## Plugin memory and teardown",
         "## Per call",
         "## TLS paths",
@@ -43,6 +44,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
     for subject in (
         "bare grpcio floor",
         "rpcplugin (ours)",
+        "generated plugin, pack launcher",
         "grpc_tools.protoc + mypy-protobuf",
         "pool of 2",
         "pool of 4",
