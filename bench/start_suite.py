@@ -25,6 +25,7 @@ from .context import Context
 from .stats import Row, rotate
 
 START = "Start to handshake line (exec → the line a host waits for; plugin killed there)"
+CPU_NOTE = "CPU: the plugin's and its reaped children's (wait4)"
 
 
 def _forms(ctx: Context) -> tuple[dict[str, tuple[list[str], str | None]], dict[str, str]]:
@@ -139,6 +140,8 @@ def start_suite(ctx: Context) -> None:
                         baseline=None if subject == "floor" else "floor",
                         label=labels[subject],
                         error=problems.get(subject) or errors.get((subject, tls)),
-                        note="CPU: the plugin's and its reaped children's (wait4)",
+                        note="CPU: the plugin's and its reaped children's (wait4)"
+                        if data is cpu
+                        else "",
                     )
                 )

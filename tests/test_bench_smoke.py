@@ -28,7 +28,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert run.returncode == 0, f"exit {run.returncode}\n{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
     text = out.read_text()
     for heading in (
-        "## Goals (issue 6)",
+        "## Goals (issues 6 and 15)",
         "## Import cost",
         "## Cold start",
         "## Start to handshake line",
