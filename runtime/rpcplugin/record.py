@@ -20,15 +20,19 @@ class Record:
     __slots__: tuple[str, ...] = ()
 
     def __init__(self, **values: object) -> None:
-        if values.keys() != set(self.__slots__):
+        if values.keys() != set(self._fields()):
             raise TypeError(
-                f"{type(self).__name__} fields are {self.__slots__}, got {list(values)}"
+                f"{type(self).__name__} fields are {self._fields()}, got {list(values)}"
             )
         for name, value in values.items():
             object.__setattr__(self, name, value)
 
+    def _fields(self) -> tuple[str, ...]:
+        """The field names, in the order ``repr`` shows them (a subclass may override it)."""
+        return self.__slots__
+
     def _values(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
+        return tuple(getattr(self, name) for name in self._fields())
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable: cannot assign to {name!r}")
@@ -46,14 +50,12 @@ class Record:
         return hash(self._values())
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields())
         return f"{type(self).__qualname__}({fields})"
 
     def __reduce__(self) -> tuple[Any, tuple[object, ...]]:
-        return (_rebuild, (type(self), dict(zip(self.__slots__, self._values(), strict=True))))
+        return (_rebuild, (type(self), dict(zip(self._fields(), self._values(), strict=True))))
 
 
 def _rebuild(cls: type[Record], values: dict[str, object]) -> Record:
-    record = cls.__new__(cls)
-    Record.__init__(record, **values)
-    return record
+    return cls(**values)
