@@ -53,6 +53,8 @@ RUNTIME_ALLOWED = frozenset(
         "rpcplugin.services.controller",
         "rpcplugin.services.stdio",
         "rpcplugin.services.broker",
+        # reflection's registration shim (75 lines); grpc_reflection loads on the first call
+        "rpcplugin.services.reflection",
         "rpcplugin.lifecycle",
         "rpcplugin.protos",
         "rpcplugin.protos.grpc_broker_pb2",
