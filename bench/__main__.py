@@ -24,10 +24,12 @@ from .go_suite import go_suite
 from .import_suite import import_suite
 from .pool_suite import pool_suite
 from .runtime_suites import calls_suite, cold_suite
+from .start_suite import start_suite
 
 SUITES: dict[str, Callable[[Context], None]] = {
     "imports": import_suite,
     "cold": cold_suite,
+    "start": start_suite,
     "calls": calls_suite,
     "gen": gen_suite,
     "go": go_suite,

@@ -84,7 +84,8 @@ def run(plugin: str, tls: bool, importtime: bool, top: int, save: str | None = N
         if ctx.generator_problem:
             raise SystemExit(ctx.generator_problem)
     prof = scratch / "plugin.prof"
-    prefix = ["-X", "importtime"] if importtime else ["-m", "cProfile", "-o", str(prof)]
+    profiled = [str(prep.PLUGINS / "profiled.py"), str(prof)]
+    prefix = ["-X", "importtime"] if importtime else profiled
     if importtime and plugin == "gen":
         prefix = ["-X", "importtime"]
     env = dict(os.environ)
@@ -135,7 +136,7 @@ def run(plugin: str, tls: bool, importtime: bool, top: int, save: str | None = N
         _print_importtime(err, top)
     else:
         stats = pstats.Stats(str(prof))
-        stats.sort_stats("cumulative").print_stats(top)
+        stats.sort_stats("cumulative").print_stats(os.environ.get("BENCH_PROFILE_FILTER", ""), top)
 
 
 def _print_importtime(stderr: str, top: int) -> None:

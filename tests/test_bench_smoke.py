@@ -28,9 +28,10 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert run.returncode == 0, f"exit {run.returncode}\n{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
     text = out.read_text()
     for heading in (
-        "## Goals (issue 6)",
+        "## Goals (issues 6 and 15)",
         "## Import cost",
         "## Cold start",
+        "## Start to handshake line",
         "## Plugin memory and teardown",
         "## Per call",
         "## TLS paths",
@@ -43,6 +44,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
     for subject in (
         "bare grpcio floor",
         "rpcplugin (ours)",
+        "generated plugin, pack launcher",
         "grpc_tools.protoc + mypy-protobuf",
         "pool of 2",
         "pool of 4",

@@ -30,6 +30,7 @@ from typing import ClassVar, Literal, Self
 
 from .errors import ConfigError
 from .handshake import parse_version_list
+from .record import Record
 
 LogFormat = Literal["json", "text"]
 TLSBackend = Literal["auto", "openssl", "grpc"]
@@ -505,7 +506,7 @@ SETTINGS: tuple[Setting, ...] = PLUGIN_SETTINGS + CONNECT_SETTINGS
 """Every setting, as docs/configuration.md lists them."""
 
 
-class SettingsObject:
+class SettingsObject(Record):
     """Frozen settings filled from a table: one attribute per :class:`Setting` (named by its
     ``field``) plus the ``DERIVED`` ones that no variable sets directly. Keyword arguments
     override the table's defaults; :meth:`from_env` parses the environment and runs the
@@ -541,27 +542,8 @@ class SettingsObject:
     def check(self, env: Mapping[str, str]) -> None:
         """The rules between settings (a subclass runs its checks)."""
 
-    def _values(self) -> tuple[object, ...]:
-        return tuple(getattr(self, field) for field in self.defaults())
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"{type(self).__name__} is frozen: cannot assign {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"{type(self).__name__} is frozen: cannot delete {name!r}")
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        assert isinstance(other, SettingsObject)
-        return self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{field}={getattr(self, field)!r}" for field in self.defaults())
-        return f"{type(self).__name__}({fields})"
+    def _fields(self) -> tuple[str, ...]:
+        return tuple(self.defaults())
 
 
 def derive(settings: SettingsObject, field: str, value: object) -> None:

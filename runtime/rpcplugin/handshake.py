@@ -10,9 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
 
 from .errors import HandshakeError, VersionMismatchError
+from .record import Record
 
 CORE_PROTOCOL_VERSION = 1
 """go-plugin's core protocol version. It has never changed."""
@@ -24,29 +24,60 @@ _CERT_FIELD_MIN_CHARS = 50
 """go-plugin ignores field 6 when it is this short or shorter."""
 
 
-@dataclass(frozen=True, slots=True)
-class Handshake:
+class Handshake(Record):
     """What a host and a plugin must agree on before anything else: the magic cookie.
 
     The cookie is not a secret; it only stops a plugin binary from being run by hand or by the
     wrong host. Terraform, Vault and Nomad each publish theirs (docs/compatibility.md).
     """
 
+    __slots__ = ("cookie_key", "cookie_value")
     cookie_key: str
     cookie_value: str
 
+    def __init__(self, cookie_key: str, cookie_value: str) -> None:
+        super().__init__(cookie_key=cookie_key, cookie_value=cookie_value)
 
-@dataclass(frozen=True, slots=True)
-class HandshakeLine:
+
+class HandshakeLine(Record):
     """One parsed (or to-be-printed) handshake line."""
 
+    __slots__ = (
+        "address",
+        "app_version",
+        "core_version",
+        "multiplex",
+        "network",
+        "protocol",
+        "server_cert_der",
+    )
     app_version: int
     network: str
     address: str
-    protocol: str = PROTOCOL_GRPC
-    server_cert_der: bytes | None = None
-    multiplex: bool | None = None
-    core_version: int = CORE_PROTOCOL_VERSION
+    protocol: str
+    server_cert_der: bytes | None
+    multiplex: bool | None
+    core_version: int
+
+    def __init__(
+        self,
+        app_version: int,
+        network: str,
+        address: str,
+        protocol: str = PROTOCOL_GRPC,
+        server_cert_der: bytes | None = None,
+        multiplex: bool | None = None,
+        core_version: int = CORE_PROTOCOL_VERSION,
+    ) -> None:
+        super().__init__(
+            app_version=app_version,
+            network=network,
+            address=address,
+            protocol=protocol,
+            server_cert_der=server_cert_der,
+            multiplex=multiplex,
+            core_version=core_version,
+        )
 
     def format(self) -> str:
         """The line as a plugin prints it, with the trailing newline.

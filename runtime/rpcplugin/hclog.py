@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from typing import Any
+
+from .record import Record
 
 TRACE = 5
 """hclog's trace level, below DEBUG."""
@@ -116,15 +117,31 @@ def _clip(text: str, limit: int) -> str:
     return data[:limit].decode("utf-8", "ignore")
 
 
-@dataclass(frozen=True, slots=True)
-class LogEntry:
+class LogEntry(Record):
     """One parsed plugin stderr line."""
 
+    __slots__ = ("fields", "level", "message", "module", "timestamp")
     level: int
     message: str
-    fields: dict[str, Any] = field(default_factory=dict)
-    timestamp: str | None = None
-    module: str | None = None
+    fields: dict[str, Any]
+    timestamp: str | None
+    module: str | None
+
+    def __init__(
+        self,
+        level: int,
+        message: str,
+        fields: dict[str, Any] | None = None,
+        timestamp: str | None = None,
+        module: str | None = None,
+    ) -> None:
+        super().__init__(
+            level=level,
+            message=message,
+            fields={} if fields is None else fields,
+            timestamp=timestamp,
+            module=module,
+        )
 
 
 def parse_line(line: str) -> LogEntry:

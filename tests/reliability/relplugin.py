@@ -167,16 +167,24 @@ def steal_port() -> None:
 
 
 def expose_key() -> None:
-    from rpcplugin._wire import mtls
+    from rpcplugin._wire import early_cert, mtls
 
     original = mtls.generate_certificate
+    original_collect = early_cert.collect
 
     def generate(curve: str = "secp256r1") -> Any:
         identity = original(curve)
         _identities.append(identity)
         return identity
 
+    def collect() -> Any:  # the certificate `openssl req` made (rpcplugin._wire.early_cert)
+        identity = original_collect()
+        if identity is not None:
+            _identities.append(identity)
+        return identity
+
     mtls.generate_certificate = generate
+    early_cert.collect = collect
 
 
 async def echo(request: bytes, context: Context) -> bytes:

@@ -21,10 +21,10 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import SecurityError
+from ..record import Record
 
 if TYPE_CHECKING:
     import ssl
@@ -86,13 +86,16 @@ _GRPC_VERIFIABLE_CURVES = frozenset({"secp256r1", "secp384r1"})
 """EC curves whose signatures PyPI grpcio's BoringSSL verifies under TLS 1.3."""
 
 
-@dataclass(frozen=True, slots=True)
-class CertificateAndKey:
+class CertificateAndKey(Record):
     """A certificate (PEM and DER) and its private key (PEM). The key never leaves memory."""
 
+    __slots__ = ("cert_der", "cert_pem", "key_pem")
     cert_pem: bytes
     key_pem: bytes
     cert_der: bytes
+
+    def __init__(self, cert_pem: bytes, key_pem: bytes, cert_der: bytes) -> None:
+        super().__init__(cert_pem=cert_pem, key_pem=key_pem, cert_der=cert_der)
 
     def __repr__(self) -> str:  # keep the key out of logs and tracebacks
         return f"CertificateAndKey(cert_der=<{len(self.cert_der)} bytes>, key_pem=<hidden>)"
@@ -211,7 +214,11 @@ def key_description(cert: x509.Certificate) -> str:
 
 def grpc_can_verify(cert: x509.Certificate) -> bool:
     """Whether grpcio's own (BoringSSL) TLS can verify signatures made with this cert's key."""
-    description = key_description(cert)
+    return grpc_can_verify_key(key_description(cert))
+
+
+def grpc_can_verify_key(description: str) -> bool:
+    """The same for a key described as :func:`key_description` does (``"EC secp256r1"``)."""
     if description.startswith("EC "):
         return description[3:] in _GRPC_VERIFIABLE_CURVES
     return description.startswith("RSA ")

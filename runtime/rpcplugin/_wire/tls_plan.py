@@ -9,8 +9,9 @@ peer whose key grpcio cannot verify goes through the relay (Python's :mod:`ssl`)
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
+
+from ..record import Record
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -31,17 +32,30 @@ def choose_backend(
     own error when ``grpc`` is forced on a key grpcio cannot verify."""
     from . import mtls
 
-    verifiable = mtls.grpc_can_verify(peer)
+    return choose_backend_for_key(choice, mtls.key_description(peer), refuse)
+
+
+def choose_backend_for_key(
+    choice: TLSBackendChoice, key: str, refuse: Callable[[str], Exception]
+) -> Backend:
+    """:func:`choose_backend` for a peer key already described (``"EC secp521r1"``, ``"RSA
+    2048"``, as :func:`rpcplugin._wire.mtls.key_description` words it)."""
+    from . import mtls
+
+    verifiable = mtls.grpc_can_verify_key(key)
     if choice == "grpc" and not verifiable:
-        raise refuse(mtls.key_description(peer))
+        raise refuse(key)
     return "grpc" if choice == "grpc" or (choice == "auto" and verifiable) else "openssl"
 
 
-@dataclass(frozen=True)
-class ServerTLS:
+class ServerTLS(Record):
     """How one of our servers does mutual TLS: the backend, our identity, and the peer
     certificate(s) it trusts, and nothing else."""
 
+    __slots__ = ("backend", "identity", "peer_pem")
     backend: Backend
     identity: CertificateAndKey
     peer_pem: bytes
+
+    def __init__(self, backend: Backend, identity: CertificateAndKey, peer_pem: bytes) -> None:
+        super().__init__(backend=backend, identity=identity, peer_pem=peer_pem)

@@ -13,20 +13,23 @@ import errno
 import os
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from ..errors import ConfigError, TransportError
+from ..record import Record
 
 MAX_UNIX_PATH = 103
 """macOS allows 104 bytes including the NUL, Linux 108: keep every socket path under this."""
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
+class Endpoint(Record):
     """A listening address as the handshake line carries it."""
 
+    __slots__ = ("address", "network")
     network: str  # "unix" or "tcp"
     address: str  # a socket path, or "127.0.0.1:PORT"
+
+    def __init__(self, network: str, address: str) -> None:
+        super().__init__(network=network, address=address)
 
     @property
     def grpc_target(self) -> str:

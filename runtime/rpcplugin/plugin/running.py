@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import grpc
 
 from .._wire.listeners import Listeners, quiet_cancelled_calls
-from .._wire.transport import Endpoint
-from ..services import broker as broker_mod
+
+if TYPE_CHECKING:
+    from .._wire.transport import Endpoint
+    from ..services.broker import GRPCBroker
 
 EXIT_OK = 0
 EXIT_COOKIE = 1
@@ -27,21 +29,22 @@ SHUTDOWN_GRACE = 0.25
 """Seconds in-flight calls get after ``Shutdown`` before they are cancelled."""
 
 
-@dataclass
 class RunningServer:
     """What a running plugin server has open, so that every exit path can close it (the plugin
-    server and network mode share it)."""
+    server and network mode share it). Filled in as the server starts."""
 
-    server: grpc.aio.Server | None = None
-    listeners: Listeners = field(default_factory=Listeners)
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-    own_streams: list[Callable[[], None]] = field(default_factory=list)
-    """Closers of the runtime's own long-lived streams (stdio, broker), ended before the stop."""
-    broker: broker_mod.GRPCBroker | None = None
-    """Its brokered servers and connections are closed together with the server."""
-    endpoint: Endpoint | None = None
-    version: int = 0
-    tls: str = "off"
+    def __init__(self) -> None:
+        self.server: grpc.aio.Server | None = None
+        self.listeners = Listeners()
+        self.stop = asyncio.Event()
+        self.own_streams: list[Callable[[], None]] = []
+        """Closers of the runtime's own long-lived streams (stdio, broker), ended before the
+        stop."""
+        self.broker: GRPCBroker | None = None
+        """Its brokered servers and connections are closed together with the server."""
+        self.endpoint: Endpoint | None = None
+        self.version = 0
+        self.tls = "off"
 
     async def close(self) -> None:
         """End the runtime's own streams, stop the server (a short grace for calls in flight)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -30,16 +29,12 @@ import grpc
 
 from .. import hclog, servicer
 from .._wire.listeners import SERVER_OPTIONS
-from .._wire.tls_plan import ServerTLS, choose_backend
+from .._wire.tls_plan import ServerTLS, choose_backend_for_key
 from ..config import PluginSettings, parse_bool
 from ..errors import ConfigError, PluginError, SecurityError, TransportError
 from ..handshake import Handshake, HandshakeLine, negotiate_version
 from ..plugin import stdout_guard as process_guard
 from ..plugin_name import of_this_process as plugin_name_of_this_process
-from ..services import broker as broker_mod
-from ..services.controller import ControllerService
-from ..services.health import HealthService
-from ..services.stdio import StdioBuffer, StdioService, capture
 from .running import (
     EXIT_CONFIG,
     EXIT_COOKIE,
@@ -203,6 +198,12 @@ async def _serve(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     metrics: Metrics | None = None,
 ) -> int:
+    # go-plugin's services (their protobuf messages) load here, not when serve() is imported
+    from ..services import broker as broker_mod
+    from ..services.controller import ControllerService
+    from ..services.health import HealthService
+    from ..services.stdio import StdioBuffer, StdioService, capture
+
     started = time.monotonic()
     if settings.protocol_version_junk:
         log.warning(
@@ -296,21 +297,29 @@ def _tls_plan(settings: PluginSettings) -> ServerTLS | None:
     """The TLS of the plugin's listener for the host's certificate, or None for plaintext."""
     if settings.client_cert_pem is None:
         return None
-    from .._wire import mtls
+    import ssl
 
-    host_cert = mtls.load_pem_certificate(
+    from .._wire import der, early_cert
+
+    host_der = der.der_of_pem(
         settings.client_cert_pem, source="PLUGIN_CLIENT_CERT (the host's AutoMTLS certificate)"
     )
-    backend = choose_backend(
+    backend = choose_backend_for_key(
         settings.tls_backend,
-        host_cert,
+        der.key_description(host_der),
         lambda key: ConfigError(
             "RPCPLUGIN_TLS_BACKEND",
             "grpc",
             f"grpcio's TLS cannot verify the host's {key} key; use 'auto' or 'openssl'",
         ),
     )
-    return ServerTLS(backend, mtls.generate_certificate(), mtls.pem_of(host_cert))
+    early_cert.start()  # a no-op when guard_stdout() started it already
+    identity = early_cert.collect()
+    if identity is None:
+        from .._wire import mtls
+
+        identity = mtls.generate_certificate()
+    return ServerTLS(backend, identity, ssl.DER_cert_to_PEM_cert(host_der).encode("ascii"))
 
 
 def _cookie_problem(handshake: Handshake, env: Mapping[str, str]) -> str | None:
@@ -363,6 +372,8 @@ def _print_reattach(name: str, version: int, endpoint: Endpoint) -> None:
             "Addr": {"Network": endpoint.network, "String": endpoint.address},
         }
     }
+    import json
+
     text = json.dumps(config)
     print(text, flush=True)
     print(

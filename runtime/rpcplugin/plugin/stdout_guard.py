@@ -22,7 +22,11 @@ _handshake_fd: int | None = None
 
 def guard_stdout() -> None:
     """Reserve the real stdout for the handshake line. Idempotent; call it as early as possible
-    (generated ``__main__`` modules call it before importing user code)."""
+    (generated ``__main__`` modules call it before importing user code).
+
+    With AutoMTLS (``PLUGIN_CLIENT_CERT``) it also starts making the plugin's certificate in the
+    background, so that it is ready when the server needs it (:mod:`rpcplugin._wire.early_cert`).
+    """
     global _handshake_fd
     if _handshake_fd is not None:
         return
@@ -30,6 +34,11 @@ def guard_stdout() -> None:
     _handshake_fd = os.dup(1)
     os.set_inheritable(_handshake_fd, False)
     os.dup2(2, 1)
+    if os.environ.get("PLUGIN_CLIENT_CERT"):
+        from .._wire import early_cert
+
+        if early_cert.wanted(os.environ):
+            early_cert.start()
 
 
 def release_stdout() -> None:

@@ -33,7 +33,6 @@ import asyncio
 import contextvars
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, Generic, TypeVar, final
 
@@ -44,6 +43,7 @@ from ..config import PluginSettings
 from ..errors import PluginError
 from ..lifecycle import AsyncClosable
 from ..protos import grpc_broker_pb2 as pb
+from ..record import Record
 
 if TYPE_CHECKING:
     from .._wire.dial import Dialed
@@ -118,32 +118,36 @@ def unbind(token: contextvars.Token[GRPCBroker]) -> None:
     _current.reset(token)
 
 
-@dataclass(frozen=True, slots=True)
-class BrokerTLS:
+class BrokerTLS(Record):
     """The main connection's AutoMTLS material, reused for brokered connections: our own
     certificate and key, the peer's certificate (DER) and the TLS backend choice."""
 
+    __slots__ = ("backend", "identity", "peer_der")
     identity: CertificateAndKey
     peer_der: bytes
-    backend: TLSBackendChoice = "auto"
+    backend: TLSBackendChoice
+
+    def __init__(
+        self, identity: CertificateAndKey, peer_der: bytes, backend: TLSBackendChoice = "auto"
+    ) -> None:
+        super().__init__(identity=identity, peer_der=peer_der, backend=backend)
 
     @classmethod
     def from_pem(
         cls, identity: CertificateAndKey, peer_pem: bytes, backend: TLSBackendChoice = "auto"
     ) -> BrokerTLS:
         """The same, from the peer's certificate as PEM."""
-        from cryptography.hazmat.primitives import serialization
+        from .._wire import der
 
-        from .._wire import mtls
-
-        cert = mtls.load_pem_certificate(peer_pem, source="the peer's certificate")
-        return cls(identity, cert.public_bytes(serialization.Encoding.DER), backend)
+        return cls(identity, der.der_of_pem(peer_pem, source="the peer's certificate"), backend)
 
 
-@dataclass
 class _Pending:
-    info: asyncio.Future[pb.ConnInfo]
-    expiry: asyncio.TimerHandle | None = None
+    __slots__ = ("expiry", "info")
+
+    def __init__(self, info: asyncio.Future[pb.ConnInfo]) -> None:
+        self.info = info
+        self.expiry: asyncio.TimerHandle | None = None
 
 
 @final
