@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     ChecksumError,
     ConfigError,
+    ConnectionClosedError,
     HandshakeError,
     PluginError,
     PluginExitedError,
@@ -35,8 +36,13 @@ if TYPE_CHECKING:
     from .calls import BidiStream, HasChannel, Metadata, ServerStream
     from .host.attach import connect, reattach
     from .host.balanced import BalancedConnection, connect_balanced
-    from .host.connection import PluginConnection, PluginExitedDuringCall
+    from .host.connection import (
+        ConnectionClosedDuringCall,
+        PluginConnection,
+        PluginExitedDuringCall,
+    )
     from .host.launcher import LaunchOptions, launch
+    from .host.on_signal import close_on_signals
     from .host.opening import Opening
     from .host.pool import MemberInfo, PluginPool, RestartPolicy, launch_pool
     from .host.reattach_config import ReattachConfig, parse_reattach
@@ -66,6 +72,8 @@ _LAZY = {
     "Peer": "peer",
     "Opening": "host.opening",
     "PluginExitedDuringCall": "host.connection",
+    "ConnectionClosedDuringCall": "host.connection",
+    "close_on_signals": "host.on_signal",
     "TLSFiles": "_wire.dial",
     "PluginConnection": "host.connection",
     "connect": "host.attach",
@@ -104,6 +112,8 @@ __all__ = [
     "BrokerError",
     "ChecksumError",
     "ConfigError",
+    "ConnectionClosedDuringCall",
+    "ConnectionClosedError",
     "GRPCBroker",
     "Handshake",
     "HandshakeError",
@@ -129,6 +139,7 @@ __all__ = [
     "TransportError",
     "Unimplemented",
     "VersionMismatchError",
+    "close_on_signals",
     "connect",
     "connect_balanced",
     "current_broker",

@@ -15,7 +15,10 @@ Streaming calls return runtime-owned types, never ``grpc.aio`` call objects:
 Failed calls raise ``grpc.aio.AioRpcError`` (a ``grpc.RpcError`` with ``code()`` and
 ``details()``). When the channel's source can explain a failure (a launched plugin's
 connection knows when its process died), the explanation is raised instead: for a plugin
-that exited mid-call, a ``PluginExitedDuringCall``, which is also an ``AioRpcError``.
+that exited mid-call, a ``PluginExitedDuringCall``, which is also an ``AioRpcError``. When the
+source knows it was closed (its ``closed_error`` hook), a call after the close raises its
+``ConnectionClosedError``, and a call cut by the close its ``ConnectionClosedDuringCall``
+(also an ``AioRpcError``) instead of grpc.aio's bare ``asyncio.CancelledError``.
 
 A channel source may also choose the channel per call (:class:`ChannelPicker`, the pool
 ``rpcplugin.launch_pool`` yields): the client then asks it once per call, and once per stream
@@ -92,6 +95,28 @@ def explainer_of(target: ChannelLike) -> Explainer | None:
     """The source's ``explain_failure`` hook, if it has one (only consulted when a call fails)."""
     explain = getattr(target, "explain_failure", None)
     return explain if callable(explain) else None
+
+
+ClosedHook: TypeAlias = Callable[[bool], BaseException | None]
+"""``closed_error`` of a channel source: once the host has closed it, the documented error for
+a call made (``False``) or cut (``True``) by the close; None while it is open."""
+
+
+def closed_hook_of(target: ChannelLike) -> ClosedHook | None:
+    """The source's ``closed_error`` hook, if it has one."""
+    hook = getattr(target, "closed_error", None)
+    return hook if callable(hook) else None
+
+
+def _cut_by_close(closed: ClosedHook | None) -> BaseException | None:
+    """For a call that ended in ``asyncio.CancelledError``: the source's error if the host
+    closed the connection under it, None if the caller's own task is being cancelled."""
+    if closed is None:
+        return None
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        return None
+    return closed(True)
 
 
 async def _explained(explain: Explainer | None, error: grpc.aio.AioRpcError) -> BaseException:
@@ -233,12 +258,13 @@ class Caller:
     Given a :class:`ChannelPicker`, it asks the picker for a target on every call instead.
     """
 
-    __slots__ = ("_callables", "_channel", "_explain", "_picker", "options")
+    __slots__ = ("_callables", "_channel", "_closed", "_explain", "_picker", "options")
 
     def __init__(self, channel: ChannelLike, options: CallOptions | None = None) -> None:
         self._picker = picker_of(channel)
         self._channel: grpc.aio.Channel | None = None if self._picker else channel_of(channel)
         self._explain = explainer_of(channel)
+        self._closed = closed_hook_of(channel)
         self.options = options or CallOptions()
         # grpc multicallables are cheap but not free; one per method per channel.
         self._callables: dict[str, Any] = {}
@@ -265,6 +291,7 @@ class Caller:
         clone._channel = self._channel
         clone._picker = self._picker
         clone._explain = self._explain
+        clone._closed = self._closed
         clone._callables = self._callables
         clone.options = CallOptions(
             self.options.timeout if timeout is UNSET else timeout,
@@ -272,22 +299,28 @@ class Caller:
         )
         return clone
 
-    def _route(self, method: Method[Any, Any]) -> tuple[Any, Explainer | None]:
-        """The multicallable for one call of ``method`` and who explains its failure."""
+    def _route(self, method: Method[Any, Any]) -> tuple[Any, Explainer | None, ClosedHook | None]:
+        """The multicallable for one call of ``method``, who explains its failure and who
+        knows whether the host closed the connection (a call after close raises that)."""
         if self._picker is None:
+            if self._closed is not None and (closed := self._closed(False)) is not None:
+                raise closed
             found = self._callables.get(method.path)
             if found is None:
                 assert self._channel is not None
                 found = self._callables[method.path] = _multicallable(self._channel, method)
-            return found, self._explain
+            return found, self._explain, self._closed
         # a picked channel changes from call to call (and members come and go): making the
         # multicallable costs well under a microsecond, so none is kept
         target = self._picker.pick_channel()
+        hook = closed_hook_of(target)
+        if hook is not None and (closed := hook(False)) is not None:
+            raise closed
         make = _multicallable(channel_of(target), method)
         track = getattr(target, "track", None)
         if callable(track):
             make = functools.partial(_tracked, make, track)
-        return make, explainer_of(target)
+        return make, explainer_of(target), hook
 
     async def unary(
         self,
@@ -300,7 +333,7 @@ class Caller:
     ) -> RespT:
         """One request (``None``: the default message), one response."""
         timeout, pairs = self.options.merge(timeout, metadata, deadline)
-        make, explain = self._route(method)
+        make, explain, closed = self._route(method)
         call: grpc.aio.UnaryUnaryCall[ReqT, RespT] = make(
             method.request_type() if request is None else request, timeout=timeout, metadata=pairs
         )
@@ -308,6 +341,10 @@ class Caller:
             return await call
         except grpc.aio.AioRpcError as error:
             raise await _explained(explain, error) from None
+        except asyncio.CancelledError:
+            if (cut := _cut_by_close(closed)) is not None:
+                raise cut from None
+            raise
 
     def server_stream(
         self,
@@ -320,11 +357,11 @@ class Caller:
     ) -> ServerStream[RespT]:
         """One request (``None``: the default message), a stream of responses; starts at once."""
         timeout, pairs = self.options.merge(timeout, metadata, deadline)
-        make, explain = self._route(method)
+        make, explain, closed = self._route(method)
         call: grpc.aio.UnaryStreamCall[ReqT, RespT] = make(
             method.request_type() if request is None else request, timeout=timeout, metadata=pairs
         )
-        return ServerStream(call, explain)
+        return ServerStream(call, explain, closed)
 
     async def client_stream(
         self,
@@ -337,7 +374,7 @@ class Caller:
     ) -> RespT:
         """A stream of requests (a list or an async iterable), one response."""
         timeout, pairs = self.options.merge(timeout, metadata, deadline)
-        make, explain = self._route(method)
+        make, explain, closed = self._route(method)
         call: grpc.aio.StreamUnaryCall[ReqT, RespT] = make(
             _sync_or_async(requests), timeout=timeout, metadata=pairs
         )
@@ -345,6 +382,10 @@ class Caller:
             return await call
         except grpc.aio.AioRpcError as error:
             raise await _explained(explain, error) from None
+        except asyncio.CancelledError:
+            if (cut := _cut_by_close(closed)) is not None:
+                raise cut from None
+            raise
 
     def bidi_stream(
         self,
@@ -358,9 +399,9 @@ class Caller:
         """Streams both ways. Without ``requests``, send with :meth:`BidiStream.send`."""
         timeout, pairs = self.options.merge(timeout, metadata, deadline)
         source = None if requests is None else _sync_or_async(requests)
-        make, explain = self._route(method)
+        make, explain, closed = self._route(method)
         call: grpc.aio.StreamStreamCall[ReqT, RespT] = make(source, timeout=timeout, metadata=pairs)
-        return BidiStream(call, explain, interactive=requests is None)
+        return BidiStream(call, explain, closed, interactive=requests is None)
 
 
 def _tracked(make: Any, track: Callable[[Any], object], *args: Any, **kwargs: Any) -> Any:
@@ -422,7 +463,7 @@ class ClientBase:
 class _Stream(Generic[RespT]):
     """What both stream types share: reading, cancelling, metadata, ``async with``."""
 
-    __slots__ = ("_call", "_cancelled", "_explain")
+    __slots__ = ("_call", "_cancelled", "_closed", "_explain")
 
     _call: grpc.aio.UnaryStreamCall[Any, RespT] | grpc.aio.StreamStreamCall[Any, RespT]
 
@@ -430,10 +471,12 @@ class _Stream(Generic[RespT]):
         self,
         call: grpc.aio.UnaryStreamCall[Any, RespT] | grpc.aio.StreamStreamCall[Any, RespT],
         explain: Explainer | None = None,
+        closed: ClosedHook | None = None,
     ) -> None:
         self._call = call
         self._cancelled = False
         self._explain = explain
+        self._closed = closed
 
     def __aiter__(self) -> Self:
         return self
@@ -446,6 +489,8 @@ class _Stream(Generic[RespT]):
         except asyncio.CancelledError:
             if self._cancelled:  # our own cancel(), not the task's
                 raise StopAsyncIteration from None
+            if (cut := _cut_by_close(self._closed)) is not None:
+                raise cut from None
             raise
         except grpc.aio.AioRpcError as error:
             raise await _explained(self._explain, error) from None
@@ -490,9 +535,12 @@ class ServerStream(_Stream[RespT], AsyncIterator[RespT]):
     __slots__ = ()
 
     def __init__(
-        self, call: grpc.aio.UnaryStreamCall[Any, RespT], explain: Explainer | None = None
+        self,
+        call: grpc.aio.UnaryStreamCall[Any, RespT],
+        explain: Explainer | None = None,
+        closed: ClosedHook | None = None,
     ) -> None:
-        super().__init__(call, explain)
+        super().__init__(call, explain, closed)
 
 
 @final
@@ -510,10 +558,11 @@ class BidiStream(_Stream[RespT], AsyncIterator[RespT], Generic[ReqT, RespT]):
         self,
         call: grpc.aio.StreamStreamCall[ReqT, RespT],
         explain: Explainer | None = None,
+        closed: ClosedHook | None = None,
         *,
         interactive: bool,
     ) -> None:
-        super().__init__(call, explain)
+        super().__init__(call, explain, closed)
         self._writer = call
         self._interactive = interactive
 
@@ -525,6 +574,10 @@ class BidiStream(_Stream[RespT], AsyncIterator[RespT], Generic[ReqT, RespT]):
             await self._writer.write(request)
         except grpc.aio.AioRpcError as error:
             raise await _explained(self._explain, error) from None
+        except asyncio.CancelledError:
+            if (cut := _cut_by_close(self._closed)) is not None:
+                raise cut from None
+            raise
 
     async def done_writing(self) -> None:
         """Tell the server no more requests are coming (half-close)."""

@@ -70,6 +70,12 @@ class PluginExitedError(PluginError):
         super().__init__(detail)
 
 
+class ConnectionClosedError(PluginError):
+    """The host closed the connection: a call made after ``close()``, or one still in flight
+    when ``close()`` began (then the error is a ``ConnectionClosedDuringCall``, which is also a
+    ``grpc.aio.AioRpcError`` with code CANCELLED)."""
+
+
 class StartTimeoutError(PluginError):
     """The plugin did not print its handshake line within the start timeout."""
 

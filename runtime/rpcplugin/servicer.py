@@ -32,6 +32,7 @@ the magic cookie and the app protocol version.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import enum
 import functools
@@ -39,7 +40,7 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, Protocol, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, Protocol, TypeVar, cast, final
 
 import grpc
 import grpc.aio
@@ -363,21 +364,43 @@ def _streaming(method: Method[Any, Any], attr: str, fn: Callable[[Any], Any]) ->
         task = _mark(method.path)
         arg = _requests(request, method.kind)
         try:
-            if flavour is Flavour.ASYNC_GENERATOR:
-                async for reply in fn(arg):
-                    yield _check(method, attr, reply)
-            else:
-                async for reply in _replies(fn, arg, flavour):
-                    yield _check(method, attr, reply)
+            replies = (
+                fn(arg) if flavour is Flavour.ASYNC_GENERATOR else _replies(fn, arg, flavour)
+            )
+            context.add_done_callback(cast(Any, lambda _: _close_soon(replies)))  # stubs: a class
+            async for reply in replies:
+                yield _check(method, attr, reply)
         except Exception as exc:
             await _fail(context, method, exc)
         finally:
             if arg is not request:
                 arg.close()
             _unmark(task)
-            _current.reset(token)
+            # a stream cancelled while its handler waits at ``yield`` is finalized later, in
+            # another context, where the token cannot be reset
+            with contextlib.suppress(ValueError):
+                _current.reset(token)
 
     return handle
+
+
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _close_soon(replies: Any) -> None:
+    """When a streaming call ends: close a handler's generator still suspended at ``yield``
+    (a cancelled stream), so that its ``finally`` runs now rather than at garbage collection."""
+    aclose = getattr(replies, "aclose", None)
+    if aclose is None or getattr(replies, "ag_running", True) or replies.ag_frame is None:
+        return  # exhausted, or running (then the cancellation reaches it itself)
+    task = asyncio.get_running_loop().create_task(_quietly(aclose()))
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
+
+async def _quietly(closing: Awaitable[object]) -> None:
+    with contextlib.suppress(Exception):
+        await closing
 
 
 _HANDLER_FACTORIES: Final = {

@@ -90,7 +90,13 @@ class Snapshot:
 
     @classmethod
     def take(cls) -> Snapshot:
-        return cls(open_fds(), children())
+        # the host's watchdog (one per process, started by the first launch) is no leak
+        from rpcplugin.host.watchdog import WATCHDOG
+
+        fds, kids = open_fds(), children()
+        fds.pop(WATCHDOG.fd if WATCHDOG.fd is not None else -1, None)
+        kids.pop(WATCHDOG.pid if WATCHDOG.pid is not None else -1, None)
+        return cls(fds, kids)
 
     def leaks_since(self, before: Snapshot) -> list[str]:
         problems = []

@@ -139,6 +139,17 @@ async def wait_gone(pid: int, timeout: float, since: float | None = None) -> flo
     return time.monotonic() - start
 
 
+async def wait_empty(directory: str, timeout: float, since: float | None = None) -> float | None:
+    """Seconds from ``since`` (default: now) until nothing is left under ``directory``, or None
+    after ``timeout``."""
+    start = time.monotonic() if since is None else since
+    while files_under(directory):
+        if time.monotonic() - start > timeout:
+            return None
+        await asyncio.sleep(0.005)
+    return time.monotonic() - start
+
+
 def kill(pid: int, signum: int = signal.SIGKILL) -> None:
     """Signal a process this test caused to exist."""
     with contextlib.suppress(ProcessLookupError):

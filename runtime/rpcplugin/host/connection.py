@@ -9,13 +9,20 @@ import logging
 import re
 import sys
 import time
+import weakref
 from typing import Literal
 
 import grpc
 
 from .._wire import dial
 from .._wire.transport import Endpoint
-from ..errors import PluginError, PluginExitedError, SecurityError, TransportError
+from ..errors import (
+    ConnectionClosedError,
+    PluginError,
+    PluginExitedError,
+    SecurityError,
+    TransportError,
+)
 from ..handshake import HandshakeLine
 from ..lifecycle import AsyncClosable
 from ..services import controller, health
@@ -67,6 +74,43 @@ class PluginExitedDuringCall(PluginExitedError, grpc.aio.AioRpcError):
         return str(self.args[0])
 
 
+class ConnectionClosedDuringCall(ConnectionClosedError, grpc.aio.AioRpcError):
+    """A call was in flight when the host closed its connection: a
+    :class:`~rpcplugin.ConnectionClosedError`, and an ``AioRpcError`` with code CANCELLED and
+    ``connection closed by the host`` in its details, so that ``except PluginError`` and
+    ``except grpc.RpcError`` both catch it (never a bare ``asyncio.CancelledError``)."""
+
+    def __init__(self, name: str, error: grpc.aio.AioRpcError | None = None) -> None:
+        message = f"connection closed by the host: plugin {name!r} was closed during the call"
+        grpc.aio.AioRpcError.__init__(
+            self,
+            grpc.StatusCode.CANCELLED,
+            error.initial_metadata() if error is not None else grpc.aio.Metadata(),
+            error.trailing_metadata() if error is not None else grpc.aio.Metadata(),
+            message,
+            error.debug_error_string() if error is not None else None,
+        )
+        self.args = (message,)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+_open: weakref.WeakSet[PluginConnection] = weakref.WeakSet()
+
+
+def open_connections() -> list[PluginConnection]:
+    """Every connection of this process not yet closed (launched, reattached or direct)."""
+    return [conn for conn in list(_open) if not conn.closing]
+
+
+def kill_launched() -> None:
+    """SIGKILL the process of every launched plugin not yet reaped, closing or not."""
+    for conn in list(_open):
+        if conn._process is not None:
+            conn._process.kill()
+
+
 class PluginConnection(AsyncClosable):
     """A connected plugin: launched, reattached or dialled directly.
 
@@ -108,6 +152,7 @@ class PluginConnection(AsyncClosable):
         """A launched plugin's parsed handshake line (its certificate: ``server_cert_der``)."""
         if process is not None:
             process.exited.add_done_callback(self._on_exit)
+        _open.add(self)
 
     # -- what it is ----------------------------------------------------------------------
     @property
@@ -124,6 +169,11 @@ class PluginConnection(AsyncClosable):
     def tls(self) -> str:
         """``"off"``, ``"grpc"`` (grpcio's TLS) or ``"openssl"`` (the OpenSSL relay)."""
         return self._dialed.tls
+
+    @property
+    def closing(self) -> bool:
+        """Whether ``close()`` (or ``abort()``/``detach()``) has begun."""
+        return self._closing
 
     @property
     def exited(self) -> bool:
@@ -154,15 +204,31 @@ class PluginConnection(AsyncClosable):
         connection gives (UNAVAILABLE, CANCELLED, or INTERNAL from a write that could not be
         sent) waits up to 0.25 s for it.
         """
-        if self._process is None or self._closing:
-            return None
         if error.code() not in CONNECTION_LOST_CODES:
+            return None
+        if self._closing:
+            return ConnectionClosedDuringCall(self.name, error)
+        if self._process is None:
             return None
         if not await self._process.wait(EXIT_NOTICE_WAIT):
             return None
         await self._process.drain_stderr(0.2)
         exited = self._process.exit_error("during a call")
         return PluginExitedDuringCall(exited, error)
+
+    def closed_error(self, in_flight: bool) -> ConnectionClosedError | None:
+        """Called by generated clients before a call (``in_flight=False``) and when one ends
+        cancelled although its task was not (``in_flight=True``): once ``close()`` has begun,
+        the documented error to raise instead of grpc's ``UsageError`` or a bare
+        ``asyncio.CancelledError``; None while the connection is open."""
+        if not self._closing:
+            return None
+        if in_flight:
+            return ConnectionClosedDuringCall(self.name)
+        return ConnectionClosedError(
+            f"plugin {self.name!r}: the connection was closed by the host; no call can be made "
+            "on it any more"
+        )
 
     async def wait_exit(self) -> int:
         """Wait for a launched plugin to exit; returns its exit status."""
@@ -273,6 +339,7 @@ class PluginConnection(AsyncClosable):
             remove_stale_socket(self.endpoint)
         elif self.mode == "reattached" and not self._test and self._pid:
             await kill_foreign(self._pid, KILL_WAIT)
+        _open.discard(self)
 
     def __repr__(self) -> str:
         return (

@@ -26,6 +26,7 @@ from .opening import Opening
 from .process import PluginProcess
 from .sinks import StdioSink, stderr_logger
 from .sockets import private_socket_dir, remove_stale_socket
+from .watchdog import WATCHDOG
 
 if TYPE_CHECKING:
     from .._wire.mtls import CertificateAndKey
@@ -166,6 +167,7 @@ async def start_plugin(argv: Sequence[str], options: LaunchOptions) -> PluginCon
         )
     except BaseException as exc:
         os.rmdir(socket_dir)
+        WATCHDOG.remove_path(socket_dir)
         if not isinstance(exc, OSError):
             raise  # cancelled: PluginProcess.start has undone itself
         raise ConfigError(
@@ -176,12 +178,19 @@ async def start_plugin(argv: Sequence[str], options: LaunchOptions) -> PluginCon
     try:
         raw, line = await _read_handshake(process, name, options)
         endpoint = Endpoint(line.network, line.address)  # known now: removed if we refuse it
+        if endpoint.network == "unix":
+            WATCHDOG.add_path(endpoint.address)  # outside socket_dir with go-plugin < 1.5
         _check_handshake(raw, line, name, identity)
         chain = client_interceptors.build(name, metadata=options.metadata, metrics=options.metrics)
         if identity is not None:
             assert line.server_cert_der is not None
             dialed = await dial.automtls(
-                endpoint, identity, line.server_cert_der, options.tls_backend, chain
+                endpoint,
+                identity,
+                line.server_cert_der,
+                options.tls_backend,
+                chain,
+                relay_parent=socket_dir,  # one directory per plugin: one to sweep
             )
         else:
             dialed = dial.plain(endpoint, chain)

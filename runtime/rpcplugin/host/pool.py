@@ -56,7 +56,7 @@ from ..handshake import Handshake
 from ..lifecycle import AsyncClosable
 from ..plugin_name import from_argv as plugin_name_from_argv
 from ..services import health as health_service
-from .connection import PluginConnection, PluginExitedDuringCall
+from .connection import ConnectionClosedDuringCall, PluginConnection, PluginExitedDuringCall
 from .launcher import LaunchOptions, LaunchSettings, start_plugin
 from .opening import Opening
 
@@ -171,10 +171,18 @@ class _Route:
     def _ended(self, call: object) -> None:
         self.in_flight -= 1
 
+    def closed_error(self, in_flight: bool) -> PluginError | None:
+        """The connection's :meth:`PluginConnection.closed_error` (generated clients call it)."""
+        if in_flight and self.member.pool.closing:
+            return ConnectionClosedDuringCall(self.member.name)
+        return self.conn.closed_error(in_flight)
+
     async def explain_failure(self, error: grpc.aio.AioRpcError) -> BaseException | None:
         """A :class:`PluginExitedDuringCall` when this member's process died under the call."""
-        if self.member.pool.closing or error.code() not in _CONNECTION_LOST:
+        if error.code() not in _CONNECTION_LOST:
             return None
+        if self.member.pool.closing or self.conn.closing:
+            return ConnectionClosedDuringCall(self.member.name, error)
         if not self.died:
             better = await self.conn.explain_failure(error)  # waits briefly for the exit notice
             if better is not None or not self.conn.exited:

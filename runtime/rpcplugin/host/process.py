@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
 from ..errors import HandshakeError, PluginExitedError, StartTimeoutError
+from .watchdog import WATCHDOG
 
 MAX_LINE = 64 * 1024
 TAIL_LINES = 20
@@ -121,6 +122,7 @@ class PluginProcess:
             stderr=subprocess.PIPE,
             close_fds=True,
         )
+        WATCHDOG.add_process(popen.pid)  # SIGKILLed by the watchdog if this process dies
         process = cls(popen, argv)
         process._on_stderr = on_stderr_line
         loop = asyncio.get_running_loop()
@@ -143,6 +145,8 @@ class PluginProcess:
         self.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._popen.wait(1.0)  # SIGKILLed: immediate
+        if self._popen.returncode is not None:
+            WATCHDOG.remove_process(self.pid)
         for transport, _ in self._pipes:
             transport.close()
         for pipe in (self._popen.stdout, self._popen.stderr):
@@ -256,6 +260,7 @@ class PluginProcess:
             os.close(self._pidfd)
             self._pidfd = None
         self.exited.set_result(code)
+        WATCHDOG.remove_process(self.pid)
         _live.discard(self)
 
     @property
@@ -295,6 +300,7 @@ class PluginProcess:
 
         for directory in self.private_dirs:
             shutil.rmtree(directory, ignore_errors=True)
+            WATCHDOG.remove_path(directory)
         self.private_dirs.clear()
 
     def __repr__(self) -> str:

@@ -13,6 +13,7 @@ import time
 
 from .._wire.transport import Endpoint, private_dir, resolve_group, socket_dir
 from ..errors import TransportError
+from .watchdog import WATCHDOG, dir_prefix, sweep_dead_hosts
 
 
 def remove_stale_socket(endpoint: Endpoint | None) -> None:
@@ -20,6 +21,7 @@ def remove_stale_socket(endpoint: Endpoint | None) -> None:
     SIGKILLed or crashed cannot remove it itself."""
     if endpoint is None or endpoint.network != "unix":
         return
+    WATCHDOG.remove_path(endpoint.address)
     try:
         if not stat.S_ISSOCK(os.lstat(endpoint.address).st_mode):
             return
@@ -40,8 +42,13 @@ def remove_stale_socket(endpoint: Endpoint | None) -> None:
 
 def private_socket_dir(parent: str | None, group: str | None) -> str:
     """A fresh 0700 directory (0770 and chgrp'd with a socket group) for one plugin's sockets,
-    in ``parent`` or the temp dir."""
-    directory = private_dir(socket_dir(parent) if parent is not None else None)
+    in ``parent`` or the temp dir, named after this host (``rpcplugin-<pid>-…``) and watched:
+    removed if this process dies. Directories there of hosts that died are removed first."""
+    import tempfile
+
+    where = socket_dir(parent) if parent is not None else tempfile.gettempdir()
+    sweep_dead_hosts(where)
+    directory = private_dir(where, prefix=dir_prefix())
     if group is not None:
         try:
             os.chown(directory, -1, resolve_group(group))
@@ -49,6 +56,7 @@ def private_socket_dir(parent: str | None, group: str | None) -> str:
         except BaseException:
             os.rmdir(directory)
             raise
+    WATCHDOG.add_path(directory)
     return directory
 
 
