@@ -13,6 +13,8 @@ Service ``reliability.Probe`` (no protobuf, so it starts fast and needs no gener
 ``Count``
     server stream: request ``"N SIZE"``; notes ``count``, then sends N messages of SIZE bytes
     (N = 0: until cancelled).
+``reliability.Typed``
+    ``Wait`` and ``Flood``, through ``rpcplugin.servicer`` (see :mod:`typed`).
 ``Key``
     unary: the PEM private key of this plugin's AutoMTLS certificate, only with
     ``REL_EXPOSE_KEY=1`` (for the test that scans logs for it; a real plugin never does this).
@@ -237,6 +239,27 @@ async def key(request: bytes, context: Context) -> bytes:
     return pem
 
 
+class Typed:
+    """``reliability.Typed`` (see :mod:`typed`)."""
+
+    async def wait(self, request: Any) -> Any:
+        event("wait")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            event("wait-finally")
+
+    async def flood(self, request: Any) -> AsyncIterator[Any]:
+        from google.protobuf.wrappers_pb2 import StringValue
+
+        chunk = StringValue(value="f" * 65536)
+        try:
+            while True:
+                yield chunk
+        finally:
+            event("flood-finally")
+
+
 def handler() -> grpc.GenericRpcHandler:
     unary = grpc.unary_unary_rpc_method_handler
     return grpc.method_handlers_generic_handler(
@@ -258,4 +281,8 @@ if __name__ == "__main__":
         expose_key()
     if os.environ.get("REL_STEAL_PORT") == "1":
         steal_port()
-    rpcplugin.serve(HANDSHAKE, {1: [handler()]}, name="reliability")
+    import typed  # sys.path[0]: this directory
+
+    rpcplugin.serve(
+        HANDSHAKE, {1: [handler(), typed.SERVICE.handler(Typed())]}, name="reliability"
+    )
