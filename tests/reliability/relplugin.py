@@ -283,6 +283,4 @@ if __name__ == "__main__":
         steal_port()
     import typed  # sys.path[0]: this directory
 
-    rpcplugin.serve(
-        HANDSHAKE, {1: [handler(), typed.SERVICE.handler(Typed())]}, name="reliability"
-    )
+    rpcplugin.serve(HANDSHAKE, {1: [handler(), typed.SERVICE.handler(Typed())]}, name="reliability")
