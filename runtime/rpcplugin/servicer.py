@@ -364,9 +364,7 @@ def _streaming(method: Method[Any, Any], attr: str, fn: Callable[[Any], Any]) ->
         task = _mark(method.path)
         arg = _requests(request, method.kind)
         try:
-            replies = (
-                fn(arg) if flavour is Flavour.ASYNC_GENERATOR else _replies(fn, arg, flavour)
-            )
+            replies = fn(arg) if flavour is Flavour.ASYNC_GENERATOR else _replies(fn, arg, flavour)
             context.add_done_callback(cast(Any, lambda _: _close_soon(replies)))  # stubs: a class
             async for reply in replies:
                 yield _check(method, attr, reply)

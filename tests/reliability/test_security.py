@@ -190,24 +190,131 @@ async def test_tls_plugin_refuses_strangers_and_expired_certificates(
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_the_pinned_certificate_itself_is_refused_once_expired_or_before_its_time(
+def test_the_pinned_certificate_itself_is_served_only_while_valid(
     launch: Launcher, backend: str
 ) -> None:
-    """The one case that isolates the date check: the plugin is given certificate C as its
-    host's and the client presents exactly C with its key. C valid: served (the control).
-    C expired, or not valid yet: refused, although it is the very certificate trusted."""
+    """The plugin is given certificate C as its host's and the client presents exactly C with
+    its key: served (the control). A C that has expired or is not valid yet never gets that
+    far: the plugin exits 3 before its handshake (see the certificate edge cases below)."""
     curve = ec.SECP256R1() if BACKENDS[backend] == "secp256r1" else ec.SECP521R1()
-    outcomes = {}
-    for name, validity in (("valid", VALID), ("expired", PAST), ("not yet valid", FUTURE)):
-        key = ec.generate_private_key(curve)
-        cert = _certificate(key, not_before=validity[0], not_after=validity[1])
-        pinned = _identity(launch.tmpdir(), key, cert)
-        plugin = launch({"PLUGIN_CLIENT_CERT": pinned.pem})
-        assert plugin.hs is not None
-        outcomes[name] = tls_probe(plugin.hs, client_context(plugin.hs, pinned)).served
-        record("security", cases=1, faults=0 if name == "valid" else 1)
-    print(f"\n{backend}: {outcomes}")
-    assert outcomes == {"valid": True, "expired": False, "not yet valid": False}
+    key = ec.generate_private_key(curve)
+    pinned = _identity(
+        launch.tmpdir(), key, _certificate(key, not_before=VALID[0], not_after=VALID[1])
+    )
+    plugin = launch({"PLUGIN_CLIENT_CERT": pinned.pem})
+    assert plugin.hs is not None
+    assert tls_probe(plugin.hs, client_context(plugin.hs, pinned)).served
+    record("security", cases=1)
+
+
+# -- certificate edge cases: PLUGIN_CLIENT_CERT fails fast, and a bundle is trusted whole -----
+SOURCE = "PLUGIN_CLIENT_CERT (the host's AutoMTLS certificate)"
+
+
+def _pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _exits_with(plugin: Any, status: int) -> str:
+    """The one stderr line of a plugin that must exit ``status`` before its handshake."""
+    assert plugin.wait(30) == status, plugin.stderr_text()
+    assert plugin.read_rest_of_stdout(1) == b"", "no handshake line"
+    lines = plugin.stderr_lines()
+    assert len(lines) == 1, lines
+    return str(lines[0])
+
+
+def _dates(cert: x509.Certificate) -> tuple[str, str]:
+    return cert.not_valid_before_utc.isoformat(), cert.not_valid_after_utc.isoformat()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_expired_client_cert_exits_3_naming_its_dates(launch: Launcher, backend: str) -> None:
+    """Not a plugin that starts and then fails every connection as ``UNAVAILABLE``."""
+    curve = ec.SECP256R1() if backend == "grpc" else ec.SECP521R1()
+    cert = _certificate(ec.generate_private_key(curve), not_before=PAST[0], not_after=PAST[1])
+    before, after = _dates(cert)
+    line = _exits_with(launch({"PLUGIN_CLIENT_CERT": _pem(cert)}, handshake=False), 3)
+    assert line == (
+        f"[ERROR] rpcplugin: {SOURCE} expired on {after} (valid from {before} to {after}); "
+        "the host must send a current certificate"
+    )
+    record("certificates", cases=1, faults=1)
+
+
+def test_a_client_cert_not_yet_valid_exits_3_naming_its_dates(launch: Launcher) -> None:
+    cert = _certificate(
+        ec.generate_private_key(ec.SECP256R1()), not_before=FUTURE[0], not_after=FUTURE[1]
+    )
+    before, after = _dates(cert)
+    line = _exits_with(launch({"PLUGIN_CLIENT_CERT": _pem(cert)}, handshake=False), 3)
+    assert line == (
+        f"[ERROR] rpcplugin: {SOURCE} is not valid before {before} (valid from {before} to "
+        f"{after}); check this machine's clock"
+    )
+    record("certificates", cases=1, faults=1)
+
+
+def test_one_expired_certificate_in_a_bundle_exits_3_naming_which(launch: Launcher) -> None:
+    good = _certificate(
+        ec.generate_private_key(ec.SECP256R1()), not_before=VALID[0], not_after=VALID[1]
+    )
+    bad = _certificate(
+        ec.generate_private_key(ec.SECP256R1()), not_before=PAST[0], not_after=PAST[1]
+    )
+    before, after = _dates(bad)
+    bundle = _pem(good) + _pem(bad)
+    line = _exits_with(launch({"PLUGIN_CLIENT_CERT": bundle}, handshake=False), 3)
+    assert line == (
+        f"[ERROR] rpcplugin: {SOURCE}, certificate 2 of 2, expired on {after} (valid from "
+        f"{before} to {after}); the host must send a current certificate"
+    )
+    record("certificates", cases=1, faults=1)
+
+
+@pytest.mark.parametrize(
+    "curves",
+    [("secp256r1", "secp256r1"), ("secp256r1", "secp521r1")],
+    ids=["grpcio-tls", "mixed-openssl-relay"],
+)
+def test_every_certificate_of_a_bundle_is_trusted_and_no_other(
+    launch: Launcher, curves: tuple[str, str]
+) -> None:
+    """Two concatenated PEM certificates: a client presenting either is served (go-plugin
+    trusts them all; before, only the first was), a stranger is not. A P-521 one among them
+    puts the whole listener on the OpenSSL relay, which verifies every key."""
+    first, second = (launch.identity(curve) for curve in curves)
+    bundle = first.pem + second.pem
+    plugin = launch({"PLUGIN_CLIENT_CERT": bundle})
+    assert plugin.hs is not None
+    stranger = launch.identity(curves[1])
+    served = {
+        name: tls_probe(plugin.hs, client_context(plugin.hs, who)).served
+        for name, who in (("first", first), ("second", second), ("stranger", stranger))
+    }
+    print(f"\nbundle of {curves}: {served}")
+    assert served == {"first": True, "second": True, "stranger": False}
+    record("certificates", cases=3, faults=1)
+
+
+def test_a_bundle_with_grpcio_tls_forced_exits_2(launch: Launcher) -> None:
+    """grpcio's TLS would trust only the first of two same-named certificates: refused."""
+    bundle = launch.identity().pem + launch.identity().pem
+    plugin = launch(
+        {"PLUGIN_CLIENT_CERT": bundle, "RPCPLUGIN_TLS_BACKEND": "grpc"}, handshake=False
+    )
+    assert _exits_with(plugin, 2) == (
+        "[ERROR] rpcplugin: plugin configuration: RPCPLUGIN_TLS_BACKEND='grpc' is invalid: "
+        "grpcio's TLS cannot trust all 2 certificates of PLUGIN_CLIENT_CERT; use 'auto' or "
+        "'openssl'"
+    )
+    record("certificates", cases=1, faults=1)
+
+
+def test_a_bundle_that_is_not_pem_exits_3(launch: Launcher) -> None:
+    line = _exits_with(launch({"PLUGIN_CLIENT_CERT": "not a certificate"}, handshake=False), 3)
+    assert line.startswith(f"[ERROR] rpcplugin: {SOURCE} is not a PEM certificate: "), line
+    record("certificates", cases=1, faults=1)
 
 
 # -- unix sockets: never wider than owner-only (or 0660 with a group) ---------------------

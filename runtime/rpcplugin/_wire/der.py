@@ -10,6 +10,7 @@ OpenSSL's) still verify everything when the connection is made.
 from __future__ import annotations
 
 import binascii
+import datetime
 
 from ..errors import SecurityError
 
@@ -18,6 +19,8 @@ _INTEGER = 0x02
 _BIT_STRING = 0x03
 _OID = 0x06
 _VERSION = 0xA0  # [0] EXPLICIT
+_UTC_TIME = 0x17
+_GENERALIZED_TIME = 0x18
 
 _EC_PUBLIC_KEY = "1.2.840.10045.2.1"
 _CURVES = {
@@ -53,6 +56,67 @@ def der_of_pem(pem: str | bytes, *, source: str) -> bytes:
     except (binascii.Error, _Malformed) as exc:
         raise SecurityError(f"{source} is not a PEM certificate: {exc}") from None
     return der
+
+
+def ders_of_pem(pem: str | bytes, *, source: str) -> list[bytes]:
+    """The DER bytes of every certificate in ``pem`` (a host may send several: go-plugin trusts
+    them all); :class:`SecurityError` naming ``source`` as :func:`der_of_pem`."""
+    text = pem.decode("ascii", "replace") if isinstance(pem, bytes) else pem
+    found = [der_of_pem(text, source=source)]
+    position = text.find(_END) + len(_END)
+    while text.find(_BEGIN, position) >= 0:
+        found.append(der_of_pem(text[position:], source=source))
+        position = text.find(_END, text.find(_BEGIN, position)) + len(_END)
+    return found
+
+
+def check_validity(ders: list[bytes], *, source: str, now: datetime.datetime | None = None) -> None:
+    """:class:`SecurityError` naming ``source``, the certificate and its dates if one of
+    ``ders`` has expired or is not valid yet: a plugin fails before its handshake instead of
+    refusing every connection later with an opaque TLS error."""
+    moment = now or datetime.datetime.now(datetime.UTC)
+    for index, der in enumerate(ders, 1):
+        try:
+            before, after = _validity(der)
+        except (_Malformed, ValueError) as exc:
+            raise SecurityError(f"{source} has no readable validity dates: {exc}") from None
+        which = source + (f", certificate {index} of {len(ders)}," if len(ders) > 1 else "")
+        dates = f"valid from {before.isoformat()} to {after.isoformat()}"
+        if after <= moment:
+            raise SecurityError(
+                f"{which} expired on {after.isoformat()} ({dates}); the host must send a "
+                "current certificate"
+            )
+        if before > moment:
+            raise SecurityError(
+                f"{which} is not valid before {before.isoformat()} ({dates}); check this "
+                "machine's clock"
+            )
+
+
+def _validity(der: bytes) -> tuple[datetime.datetime, datetime.datetime]:
+    _, body, _ = _read(der, 0)
+    _, position, _ = _read(der, body)
+    tag, _, after = _read(der, position)
+    if tag == _VERSION:
+        position = after
+    for _ in ("serial number", "signature algorithm", "issuer"):
+        _, _, position = _read(der, position)
+    tag, start, _ = _read(der, position)
+    if tag != _SEQUENCE:
+        raise _Malformed("no validity")
+    times = []
+    for _ in range(2):
+        tag, value, start = _read(der, start)
+        text = der[value:start].decode("ascii")
+        if tag == _UTC_TIME:  # YYMMDDHHMMSSZ: 1950-2049 (RFC 5280)
+            year = int(text[:2])
+            text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
+        elif tag != _GENERALIZED_TIME:
+            raise _Malformed("a validity time that is neither UTCTime nor GeneralizedTime")
+        parsed = datetime.datetime.strptime(text, "%Y%m%d%H%M%SZ")
+        times.append(parsed.replace(tzinfo=datetime.UTC))
+    return times[0], times[1]
 
 
 def key_description(der: bytes) -> str:

@@ -19,7 +19,7 @@ import grpc
 
 from ..errors import ConfigError, SecurityError
 from .tls_plan import TLSBackendChoice, choose_backend
-from .transport import Endpoint, private_dir
+from .transport import PORT_RANGE, Endpoint, private_dir, tcp_port
 
 if TYPE_CHECKING:
     import ssl
@@ -215,4 +215,6 @@ def parse_address(address: str) -> Endpoint:
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise ConfigError("address", address, "unix:/path/to/socket or host:port")
+    if tcp_port(address) is None:
+        raise ConfigError("address", address, f"port {port} is outside {PORT_RANGE}")
     return Endpoint("tcp", address)

@@ -261,6 +261,9 @@ def _base_context(protocol: int, identity: CertificateAndKey, trusted_pem: bytes
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.verify_mode = ssl.CERT_REQUIRED
     context.load_verify_locations(cadata=trusted_pem.decode("ascii"))
+    # each trusted certificate is an anchor by itself, found by an exact match: without this,
+    # of several self-signed ones with the same subject only the first is tried
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     with key_material_files(identity) as (cert_path, key_path):
         context.load_cert_chain(cert_path, key_path)
     context.set_alpn_protocols(["h2"])

@@ -40,6 +40,20 @@ class Endpoint(Record):
         return f"{self.network}:{self.address}"
 
 
+PORT_RANGE = "1-65535"
+"""The TCP ports an address may name (0 means "any port" only where a listener is made)."""
+
+
+def tcp_port(address: str) -> int | None:
+    """The port of ``host:port`` (``[v6]:port``) when it is a decimal in 1-65535; None when the
+    form is wrong (no host, no port, not digits) or the port is out of range."""
+    host, sep, port = address.rpartition(":")
+    if not (sep and host and port.isdecimal() and port.isascii() and len(port) <= 5):
+        return None
+    number = int(port)
+    return number if 1 <= number <= 65535 else None
+
+
 def socket_dir(configured: str | None) -> str:
     """The directory for unix sockets: ``PLUGIN_UNIX_SOCKET_DIR`` when set, else the temp dir.
 
@@ -52,6 +66,8 @@ def socket_dir(configured: str | None) -> str:
         configured = tempfile.gettempdir()
     directory = configured
     if not os.path.isdir(directory):
+        if os.path.lexists(directory):
+            raise TransportError(f"unix socket directory {directory!r} is not a directory")
         raise TransportError(f"unix socket directory {directory!r} does not exist")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise TransportError(

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .._wire.transport import Endpoint
+from .._wire.transport import PORT_RANGE, Endpoint, tcp_port
 from ..errors import ConfigError
 
 
@@ -77,8 +77,10 @@ def parse_reattach(text: str | Mapping[str, Any], name: str | None = None) -> Re
     network, address = addr.get("Network"), addr.get("String")
     if network not in ("unix", "tcp") or not isinstance(address, str) or not address:
         raise ConfigError(what + " Addr", addr, "Network 'unix' or 'tcp' and a non-empty String")
-    if network == "tcp" and not _is_host_port(address):
-        raise ConfigError(what + " Addr", addr, "a tcp String of the form host:port")
+    if network == "tcp" and tcp_port(address) is None:
+        raise ConfigError(
+            what + " Addr", addr, f"a tcp String of the form host:port, the port {PORT_RANGE}"
+        )
     protocol = data.get("Protocol", "netrpc")
     if protocol != "grpc":
         raise ConfigError(what + " Protocol", protocol, "'grpc' (netrpc is Go-only)")
@@ -104,11 +106,6 @@ def parse_reattach(text: str | Mapping[str, Any], name: str | None = None) -> Re
 
 _CONFIG_KEYS = frozenset({"Protocol", "ProtocolVersion", "Pid", "Test"})
 """Keys of one config: a dict with any of them is a config (missing its Addr), not a name map."""
-
-
-def _is_host_port(address: str) -> bool:
-    host, sep, port = address.rpartition(":")
-    return bool(sep and host and port.isdecimal() and port.isascii() and int(port) <= 65535)
 
 
 def _short(text: str) -> str:

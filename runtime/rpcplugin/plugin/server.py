@@ -29,7 +29,7 @@ import grpc
 
 from .. import hclog, servicer
 from .._wire.listeners import SERVER_OPTIONS
-from .._wire.tls_plan import ServerTLS, choose_backend_for_key
+from .._wire.tls_plan import Backend, ServerTLS, choose_backend_for_key
 from ..config import PluginSettings, parse_bool
 from ..errors import ConfigError, PluginError, SecurityError, TransportError
 from ..handshake import Handshake, HandshakeLine, negotiate_version
@@ -301,25 +301,42 @@ def _tls_plan(settings: PluginSettings) -> ServerTLS | None:
 
     from .._wire import der, early_cert
 
-    host_der = der.der_of_pem(
-        settings.client_cert_pem, source="PLUGIN_CLIENT_CERT (the host's AutoMTLS certificate)"
-    )
-    backend = choose_backend_for_key(
-        settings.tls_backend,
-        der.key_description(host_der),
-        lambda key: ConfigError(
-            "RPCPLUGIN_TLS_BACKEND",
-            "grpc",
-            f"grpcio's TLS cannot verify the host's {key} key; use 'auto' or 'openssl'",
-        ),
-    )
+    source = "PLUGIN_CLIENT_CERT (the host's AutoMTLS certificate)"
+    host_ders = der.ders_of_pem(settings.client_cert_pem, source=source)
+    der.check_validity(host_ders, source=source)
+    backends = {
+        choose_backend_for_key(
+            settings.tls_backend,
+            der.key_description(host_der),
+            lambda key: ConfigError(
+                "RPCPLUGIN_TLS_BACKEND",
+                "grpc",
+                f"grpcio's TLS cannot verify the host's {key} key; use 'auto' or 'openssl'",
+            ),
+        )
+        for host_der in host_ders
+    }
+    if len(host_ders) > 1:
+        # grpcio's TLS (like OpenSSL without partial chains) looks a self-signed client
+        # certificate up by its subject and tries only the first of several with the same
+        # name; the relay trusts each exactly, as go-plugin does
+        if settings.tls_backend == "grpc":
+            raise ConfigError(
+                "RPCPLUGIN_TLS_BACKEND",
+                "grpc",
+                f"grpcio's TLS cannot trust all {len(host_ders)} certificates of "
+                "PLUGIN_CLIENT_CERT; use 'auto' or 'openssl'",
+            )
+        backends = {"openssl"}
+    backend: Backend = "openssl" if "openssl" in backends else "grpc"
     early_cert.start()  # a no-op when guard_stdout() started it already
     identity = early_cert.collect()
     if identity is None:
         from .._wire import mtls
 
         identity = mtls.generate_certificate()
-    return ServerTLS(backend, identity, ssl.DER_cert_to_PEM_cert(host_der).encode("ascii"))
+    trusted = "".join(ssl.DER_cert_to_PEM_cert(host_der) for host_der in host_ders)
+    return ServerTLS(backend, identity, trusted.encode("ascii"))
 
 
 def _cookie_problem(handshake: Handshake, env: Mapping[str, str]) -> str | None:
