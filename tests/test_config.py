@@ -34,12 +34,12 @@ EFFECTIVE: dict[str, tuple[dict[str, str], str, object]] = {
         (6, 5),
     ),
     "PLUGIN_MIN_PORT": (
-        {"PLUGIN_MIN_PORT": "12000", "PLUGIN_MAX_PORT": "12010"},
+        {"PLUGIN_MIN_PORT": "12000", "PLUGIN_MAX_PORT": "12010", "RPCPLUGIN_TRANSPORT": "tcp"},
         "min_port",
         12000,
     ),
     "PLUGIN_MAX_PORT": (
-        {"PLUGIN_MIN_PORT": "12000", "PLUGIN_MAX_PORT": "12010"},
+        {"PLUGIN_MIN_PORT": "12000", "PLUGIN_MAX_PORT": "12010", "RPCPLUGIN_TRANSPORT": "tcp"},
         "max_port",
         12010,
     ),
@@ -92,8 +92,16 @@ HOST_EFFECTIVE: dict[str, tuple[dict[str, str], str, object]] = {
 }
 
 INVALID: dict[str, dict[str, str]] = {
-    "PLUGIN_MIN_PORT": {"PLUGIN_MIN_PORT": "70000", "PLUGIN_MAX_PORT": "70001"},
-    "PLUGIN_MAX_PORT": {"PLUGIN_MAX_PORT": "-1", "PLUGIN_MIN_PORT": "1"},
+    "PLUGIN_MIN_PORT": {
+        "PLUGIN_MIN_PORT": "70000",
+        "PLUGIN_MAX_PORT": "70001",
+        "RPCPLUGIN_TRANSPORT": "tcp",
+    },
+    "PLUGIN_MAX_PORT": {
+        "PLUGIN_MAX_PORT": "-1",
+        "PLUGIN_MIN_PORT": "1",
+        "RPCPLUGIN_TRANSPORT": "tcp",
+    },
     "PLUGIN_UNIX_SOCKET_DIR": {"PLUGIN_UNIX_SOCKET_DIR": "relative/dir"},
     "RPCPLUGIN_TRANSPORT": {"RPCPLUGIN_TRANSPORT": "pipe"},
     "RPCPLUGIN_TLS_BACKEND": {"RPCPLUGIN_TLS_BACKEND": "boringssl"},
@@ -168,9 +176,11 @@ def test_bad_value_names_the_setting(name: str) -> None:
 
 def test_port_range_needs_both_ends_and_order() -> None:
     with pytest.raises(ConfigError, match="PLUGIN_MAX_PORT too"):
-        PluginSettings.from_env({"PLUGIN_MIN_PORT": "10000"})
+        PluginSettings.from_env({"PLUGIN_MIN_PORT": "10000", "RPCPLUGIN_TRANSPORT": "tcp"})
     with pytest.raises(ConfigError, match="must not exceed"):
-        PluginSettings.from_env({"PLUGIN_MIN_PORT": "20", "PLUGIN_MAX_PORT": "10"})
+        PluginSettings.from_env(
+            {"PLUGIN_MIN_PORT": "20", "PLUGIN_MAX_PORT": "10", "RPCPLUGIN_TRANSPORT": "tcp"}
+        )
 
 
 def test_server_mode_needs_tls_beyond_loopback() -> None:

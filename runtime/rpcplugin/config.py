@@ -229,7 +229,7 @@ class Setting:
         return self.kind.parse(self.name, raw)
 
 
-_PORT = Int(0, 65535)
+_PORT = Int(1, 65535)
 
 HANDLER_THREADS = Setting(
     "RPCPLUGIN_HANDLER_THREADS",
@@ -267,7 +267,8 @@ PLUGIN_SETTINGS: tuple[Setting, ...] = (
         "min_port",
         _PORT,
         None,
-        "Lowest TCP port to try in tcp mode. Set together with PLUGIN_MAX_PORT.",
+        "Lowest TCP port to try in tcp mode. Set together with PLUGIN_MAX_PORT. Both are "
+        "ignored (not even checked) with the unix transport, as go-plugin does.",
     ),
     Setting(
         "PLUGIN_MAX_PORT",
@@ -557,7 +558,7 @@ class PluginSettings(SettingsObject):
     :meth:`from_env`; keyword arguments override the defaults."""
 
     TABLE = PLUGIN_SETTINGS
-    DERIVED: ClassVar[Mapping[str, object]] = {"protocol_version_junk": ()}
+    DERIVED: ClassVar[Mapping[str, object]] = {"protocol_version_junk": (), "ignored_ports": ()}
 
     protocol_versions: tuple[int, ...] | None
     protocol_version_junk: tuple[str, ...]
@@ -587,10 +588,35 @@ class PluginSettings(SettingsObject):
     drain: float
     handler_threads: int
     stall_warning: float
+    ignored_ports: tuple[str, ...]
+    """``PLUGIN_MIN_PORT``/``PLUGIN_MAX_PORT`` when set but unused (the unix transport)."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        """Parse and validate the settings from ``env`` (default: ``os.environ``); the port
+        range only where a TCP listener uses it, as go-plugin reads it only there."""
+        env = os.environ if env is None else env
+        ignored = _unused_ports(env)
+        if ignored:
+            env = {key: value for key, value in env.items() if key not in ignored}
+        settings = super().from_env(env)
+        derive(settings, "ignored_ports", ignored)
+        return settings
 
     def check(self, env: Mapping[str, str]) -> None:
         for rule in PLUGIN_CHECKS:
             rule(self, env)
+
+
+def _unused_ports(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The port settings present in ``env`` that a plugin with its transport never uses."""
+    if env.get("RPCPLUGIN_LISTEN") or _setting("RPCPLUGIN_TRANSPORT").read(env) != "unix":
+        return ()
+    return tuple(name for name in ("PLUGIN_MIN_PORT", "PLUGIN_MAX_PORT") if env.get(name))
+
+
+def _setting(name: str) -> Setting:
+    return next(setting for setting in SETTINGS if setting.name == name)
 
 
 class ConnectSettings(SettingsObject):

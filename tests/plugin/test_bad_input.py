@@ -70,6 +70,9 @@ def test_empty_or_garbage_protocol_versions_warn_and_announce_the_lowest(
 
 # ---- settings: exit 2 ----
 
+TCP = {"RPCPLUGIN_TRANSPORT": "tcp"}
+"""The port settings are only read (and checked) where a TCP listener uses them."""
+
 
 @pytest.mark.parametrize(
     ("env", "variable"),
@@ -82,11 +85,11 @@ def test_empty_or_garbage_protocol_versions_warn_and_announce_the_lowest(
         ({"RPCPLUGIN_STDIO_BUFFER": "1MB"}, "RPCPLUGIN_STDIO_BUFFER"),
         ({"RPCPLUGIN_PARENT_WATCH": "maybe"}, "RPCPLUGIN_PARENT_WATCH"),
         ({"RPCPLUGIN_DEBUG": "perhaps"}, "RPCPLUGIN_DEBUG"),
-        ({"PLUGIN_MIN_PORT": "abc", "PLUGIN_MAX_PORT": "25000"}, "PLUGIN_MIN_PORT"),
-        ({"PLUGIN_MIN_PORT": "10000", "PLUGIN_MAX_PORT": "70000"}, "PLUGIN_MAX_PORT"),
-        ({"PLUGIN_MIN_PORT": "10000"}, "PLUGIN_MIN_PORT"),
-        ({"PLUGIN_MAX_PORT": "25000"}, "PLUGIN_MAX_PORT"),
-        ({"PLUGIN_MIN_PORT": "25000", "PLUGIN_MAX_PORT": "10000"}, "PLUGIN_MIN_PORT"),
+        ({**TCP, "PLUGIN_MIN_PORT": "abc", "PLUGIN_MAX_PORT": "25000"}, "PLUGIN_MIN_PORT"),
+        ({**TCP, "PLUGIN_MIN_PORT": "10000", "PLUGIN_MAX_PORT": "70000"}, "PLUGIN_MAX_PORT"),
+        ({**TCP, "PLUGIN_MIN_PORT": "10000"}, "PLUGIN_MIN_PORT"),
+        ({**TCP, "PLUGIN_MAX_PORT": "25000"}, "PLUGIN_MAX_PORT"),
+        ({**TCP, "PLUGIN_MIN_PORT": "25000", "PLUGIN_MAX_PORT": "10000"}, "PLUGIN_MIN_PORT"),
         ({"PLUGIN_UNIX_SOCKET_DIR": "relative/dir"}, "PLUGIN_UNIX_SOCKET_DIR"),
         ({"PLUGIN_UNIX_SOCKET_GROUP": "no-such-group-x"}, "PLUGIN_UNIX_SOCKET_GROUP"),
     ],

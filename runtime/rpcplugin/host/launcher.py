@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, TypedDict, Unpack
 
 from .._wire import dial
 from .._wire.tls_plan import TLSBackendChoice
-from .._wire.transport import Endpoint
+from .._wire.transport import PORT_RANGE, Endpoint
 from ..config import PluginSettings
 from ..errors import ConfigError, HandshakeError, PluginExitedError, SecurityError
 from ..handshake import MAX_LINE_BYTES, Handshake, HandshakeLine
@@ -134,7 +134,18 @@ def launch(
     if not versions:
         raise ConfigError("versions", versions, "at least one app protocol version")
     options = LaunchOptions(handshake=handshake, versions=tuple(versions), **settings)
+    _check_ports(options)
     return Opening(lambda: start_plugin(argv, options))
+
+
+def _check_ports(options: LaunchOptions) -> None:
+    """``min_port``/``max_port`` as the plugin will check them, before anything runs."""
+    for name in ("min_port", "max_port"):
+        value = getattr(options, name)
+        if type(value) is not int or not 1 <= value <= 65535:
+            raise ConfigError(name, value, f"a TCP port, {PORT_RANGE}")
+    if options.min_port > options.max_port:
+        raise ConfigError("min_port", options.min_port, f"at most max_port={options.max_port}")
 
 
 async def start_plugin(argv: Sequence[str], options: LaunchOptions) -> PluginConnection:

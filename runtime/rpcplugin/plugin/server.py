@@ -142,6 +142,10 @@ async def serve_async(
     servicer.configure(
         handler_threads=settings.handler_threads, stall_warning=settings.stall_warning
     )
+    if settings.ignored_ports:
+        log.debug(
+            "%s ignored: the unix transport uses no TCP port", " and ".join(settings.ignored_ports)
+        )
 
     if not settings.debug and settings.listen is None:
         problem = _cookie_problem(handshake, env)
