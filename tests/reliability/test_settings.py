@@ -4,6 +4,7 @@ and its one stderr line); port settings the unix transport never uses are ignore
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -32,7 +33,7 @@ async def test_connect_refuses_a_port_outside_the_range(port: str) -> None:
 @pytest.mark.parametrize("port", ["0", "65536", "99999"])
 def test_reattach_refuses_a_port_outside_the_range(port: str) -> None:
     addr = {"Network": "tcp", "String": f"127.0.0.1:{port}"}
-    text = '{"Protocol":"grpc","Addr":{"Network":"tcp","String":"127.0.0.1:%s"}}' % port
+    text = json.dumps({"Protocol": "grpc", "Addr": addr})
     with pytest.raises(ConfigError) as caught:
         rpcplugin.parse_reattach(text)
     assert str(caught.value) == (
