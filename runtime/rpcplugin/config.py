@@ -339,7 +339,17 @@ PLUGIN_SETTINGS: tuple[Setting, ...] = (
         "log_level",
         Choice(*LOG_LEVELS, fold=True),
         "info",
-        "Lowest level of the plugin's own log lines on stderr: trace, debug, info, warn, error.",
+        "Lowest level of the plugin's own log lines on stderr (the runtime's and the plugin "
+        "code's): trace, debug, info, warn, error.",
+    ),
+    Setting(
+        "RPCPLUGIN_LIBRARY_LOG_LEVEL",
+        "user",
+        "library_log_level",
+        Choice(*LOG_LEVELS, fold=True),
+        "warn",
+        "Lowest level of the libraries' log lines (grpc, asyncio, google, opentelemetry, ...): "
+        "they stay at warn whatever RPCPLUGIN_LOG_LEVEL says, as grpc logs every call at debug.",
     ),
     Setting(
         "RPCPLUGIN_LOG_FORMAT",
@@ -572,6 +582,7 @@ class PluginSettings(SettingsObject):
     transport: Network
     tls_backend: TLSBackend
     log_level: str
+    library_log_level: str
     log_format: LogFormat
     stdio_buffer: int
     parent_watch: bool

@@ -3,7 +3,7 @@
 Service ``reliability.Probe`` (no protobuf, so it starts fast and needs no generated code):
 
 ``Echo``
-    unary: returns the request.
+    unary: returns the request (``log-me``: after a debug line on logger ``relplugin``).
 ``Hold``
     unary: notes ``hold`` in the events file, then ``await asyncio.sleep(<request seconds>)``
     and answers ``held`` (an in-flight call that yields to the event loop).
@@ -190,6 +190,10 @@ def expose_key() -> None:
 
 
 async def echo(request: bytes, context: Context) -> bytes:
+    if request == b"log-me":  # the plugin code's own debug line (the logging scope test)
+        import logging
+
+        logging.getLogger("relplugin").debug("echo was asked to log")
     return request
 
 

@@ -174,3 +174,42 @@ async def test_ignored_port_settings_are_noted_at_debug_level(
 
 if sys.platform != "linux":  # pragma: no cover
     pytestmark = pytest.mark.skip("the plugin's exit statuses are checked on Linux")
+
+
+# -- logging scope ---------------------------------------------------------------------------
+@pytest.mark.parametrize("library_level", [None, "debug"], ids=["default", "libraries-debug"])
+async def test_log_level_debug_covers_the_runtime_and_the_plugin_code_not_grpc(
+    warm_grpc: None, short_dir: str, caplog: pytest.LogCaptureFixture, library_level: str | None
+) -> None:
+    """``RPCPLUGIN_LOG_LEVEL=debug``: the runtime's debug lines and the plugin code's own
+    reach the host; grpc's (a line per call, 107 for 100 calls before) do not, unless
+    ``RPCPLUGIN_LIBRARY_LOG_LEVEL`` asks for them."""
+    import logging
+
+    from .kit import launch_rel, unary
+
+    caplog.set_level(logging.DEBUG)
+    env = {"RPCPLUGIN_LOG_LEVEL": "debug"}
+    if library_level is not None:
+        env["RPCPLUGIN_LIBRARY_LOG_LEVEL"] = library_level
+    async with launch_rel(unix_socket_dir=short_dir, env=env) as conn:
+        for _ in range(20):
+            await unary(conn, "Echo", b"x")
+        await unary(conn, "Echo", b"log-me")
+        await conn.ping()
+    plugin = [r for r in caplog.records if r.name.startswith("rpcplugin.plugin.")]
+    modules = [str(getattr(r, "plugin_module", "")) for r in plugin]
+    messages = [r.getMessage() for r in plugin]
+    grpc_lines = [
+        m
+        for m, mod in zip(messages, modules, strict=True)
+        if "cygrpc" in m or mod.startswith("grpc")
+    ]
+    print(f"\n{len(plugin)} plugin lines, {len(grpc_lines)} of grpc's ({library_level or 'warn'})")
+    assert any("echo was asked to log" in m for m in messages), messages  # the plugin code's
+    assert any("ignored: the unix transport" in m for m in messages), messages  # the runtime's
+    if library_level is None:
+        assert grpc_lines == []
+    else:
+        assert len(grpc_lines) >= 20, grpc_lines  # the control: they exist, one per call
+    record("settings", cases=1)

@@ -365,15 +365,29 @@ def _fatal(message: str, *, plain: bool = False) -> None:
         os.write(2, text.encode("utf-8", "backslashreplace"))
 
 
+LIBRARY_LOGGERS = ("grpc", "asyncio", "google", "opentelemetry", "urllib3", "concurrent", "h2")
+"""Loggers of the libraries a plugin runs on, kept at ``RPCPLUGIN_LIBRARY_LOG_LEVEL``."""
+
+
+def _level(name: str) -> int:
+    return hclog.level_number(name) if name != "trace" else hclog.TRACE
+
+
 def _configure_logging(settings: PluginSettings) -> None:
     """hclog lines on the real fd 2 for the runtime's logs, and for the plugin's own logs unless
     it configured logging itself."""
-    level = hclog.level_number(settings.log_level) if settings.log_level != "trace" else hclog.TRACE
+    level = _level(settings.log_level)
     handler = hclog.StderrHandler(json_lines=settings.log_format == "json")
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(handler)
         root.setLevel(level)
+        # the root's level reaches every library's loggers too: grpc alone logs a debug line
+        # per call; they get their own (RPCPLUGIN_LIBRARY_LOG_LEVEL), unless set already
+        for name in LIBRARY_LOGGERS:
+            library = logging.getLogger(name)
+            if library.level == logging.NOTSET:
+                library.setLevel(_level(settings.library_log_level))
     runtime_logger = logging.getLogger("rpcplugin")
     runtime_logger.setLevel(level)
     if not root.handlers or handler in root.handlers:
