@@ -192,12 +192,6 @@ async def test_p30_stdout_pipe_is_released_and_children_do_not_inherit_it(
     await stop_via_shutdown(plugin)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="design gap: fd 2 stays the host's stderr pipe (the runtime's hclog lines go there), "
-    "so a child the plugin starts inherits it; a child that outlives a SIGKILLed plugin keeps "
-    "the host's stderr open and go-plugin's Kill() waits for EOF on it (docs/protocol.md §7.4)",
-)
 async def test_p30_children_do_not_inherit_the_host_stderr_pipe(
     launch: Launcher, pb: SimpleNamespace
 ) -> None:

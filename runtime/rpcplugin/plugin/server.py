@@ -115,6 +115,7 @@ def _exit_now(code: int) -> NoReturn:
             with contextlib.suppress(Exception):
                 if stream is not None:
                     stream.flush()
+        process_guard.flush_stderr()  # P30: the forwarding thread's last lines reach the host
     finally:
         os._exit(code)
 

@@ -4,6 +4,10 @@
   descriptor and points fd 1 at stderr, so stray prints (and C libraries) cannot corrupt the
   handshake; after the handshake fd 1 goes to ``/dev/null``, which the host discards anyway, so
   that child processes do not inherit the host's stdout pipe.
+* stderr goes through a forwarding pipe when it is a pipe (P30): fd 2 becomes the write end of
+  a pipe of our own, and a thread copies it to the host's pipe, which only this process holds.
+  A child the plugin starts inherits our pipe, not the host's: when the plugin dies the host
+  sees EOF at once, however long the child lives (go-plugin's ``Kill()`` waits for that EOF).
 * SIGINT is ignored: Ctrl-C reaches the whole process group and it is the host's job to stop
   the plugin (via ``GRPCController/Shutdown``).
 * the plugin exits when its host dies (polling the parent pid), except in debug mode.
@@ -12,12 +16,109 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import stat
 import sys
+import threading
 from collections.abc import Callable
 
 _handshake_fd: int | None = None
+_forwarder: _StderrForwarder | None = None
+
+
+class _StderrForwarder:
+    """Copies our own stderr pipe to the host's (P30). :meth:`flush` is exact: a byte on a
+    control pipe asks the thread to forward everything already in the data pipe and answer."""
+
+    def __init__(self, read_end: int, host_fd: int) -> None:
+        self.read_end = read_end
+        self.host_fd = host_fd
+        self.control_read, self.control_write = os.pipe()
+        self.flushed = threading.Event()
+        self.thread = threading.Thread(target=self._pump, name="rpcplugin-stderr", daemon=True)
+
+    def _pump(self) -> None:
+        import select
+
+        poller = select.poll()
+        poller.register(self.read_end, select.POLLIN)
+        poller.register(self.control_read, select.POLLIN)
+        while True:
+            ready = {fd for fd, _ in poller.poll()}
+            if self.read_end in ready and not self._forward():
+                return  # EOF: nobody writes to our pipe any more
+            if self.control_read in ready:
+                os.read(self.control_read, 64)
+                while poller_has_data(self.read_end) and self._forward():
+                    pass
+                self.flushed.set()
+
+    def _forward(self) -> bool:
+        try:
+            data = os.read(self.read_end, 65536)
+        except OSError:
+            return False
+        if not data:
+            return False
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.host_fd, view) :]
+        except OSError:
+            pass  # the host closed its end: drop the output, keep draining ours
+        return True
+
+    def flush(self, timeout: float) -> None:
+        self.flushed.clear()
+        os.write(self.control_write, b"f")
+        self.flushed.wait(timeout)
+
+
+def poller_has_data(fd: int) -> bool:
+    """Whether ``fd`` can be read without blocking now."""
+    import select
+
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+def forward_stderr() -> None:
+    """P30: put a pipe of our own between fd 2 and the host's stderr pipe (only when fd 2 is a
+    pipe; a terminal or a file needs none). Idempotent; :func:`guard_stdout` calls it."""
+    global _forwarder
+    if _forwarder is not None or sys.platform == "win32":
+        return
+    try:
+        if not stat.S_ISFIFO(os.fstat(2).st_mode):
+            return
+    except OSError:
+        return
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    host_fd = os.dup(2)
+    os.set_inheritable(host_fd, False)
+    read_end, write_end = os.pipe()  # neither end is inherited by children
+    os.dup2(write_end, 2)  # fd 2 is: children get our pipe, never the host's
+    os.close(write_end)
+    _forwarder = _StderrForwarder(read_end, host_fd)
+    _forwarder.thread.start()
+    import atexit
+
+    atexit.register(flush_stderr)
+
+
+def flush_stderr(timeout: float = 2.0) -> None:
+    """Return once everything written to stderr so far has reached the host (at most
+    ``timeout`` seconds): call before ``os._exit``, which would drop what the forwarding
+    thread has not copied yet."""
+    if _forwarder is None or not _forwarder.thread.is_alive():
+        return
+    for stream in (sys.stderr, sys.__stderr__):
+        with contextlib.suppress(Exception):
+            if stream is not None:
+                stream.flush()
+    _forwarder.flush(timeout)
 
 
 def guard_stdout() -> None:
@@ -33,6 +134,7 @@ def guard_stdout() -> None:
     sys.stdout.flush()
     _handshake_fd = os.dup(1)
     os.set_inheritable(_handshake_fd, False)
+    forward_stderr()
     os.dup2(2, 1)
     if os.environ.get("PLUGIN_CLIENT_CERT"):
         from .._wire import early_cert
