@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,7 @@ from gopeers import go_plugin_binary
 from hostkit import pid_running
 
 from rpcplugin.host import connection as host_module
+from rpcplugin.host.watchdog import SWEEP_AGE
 
 from .figures import record
 from .kit import HERE, files_under, kill, wait_empty, wait_gone
@@ -170,4 +172,60 @@ async def test_a_killed_watchdog_is_replaced_and_told_everything(
         cleanup(process, report)
     print(f"\nhost SIGKILL after its first watchdog was killed: gone after {describe(times)}")
     assert len(times) == 3 and None not in times.values(), (times, files_under(host_tmp))
+    record("signals", cases=1, faults=1)
+
+
+async def test_directories_of_dead_hosts_are_swept_by_the_next_launch(
+    warm_grpc: None, short_dir: str
+) -> None:
+    """What a host could not remove (it was SIGKILLed together with its watchdog, or the
+    machine lost power) goes with the next launch into the same directory: only directories
+    named ``rpcplugin-<pid>-...`` whose host is gone (or a zombie); never a running host's, nor
+    a file, a symlink, or a name of another shape."""
+    from .kit import launch_rel
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    assert not pid_running(dead.pid)
+    alive = os.getppid()  # pytest's parent: a running process that is not this one
+    made = {
+        "dead": os.path.join(short_dir, f"rpcplugin-{dead.pid}-abc123"),
+        "alive": os.path.join(short_dir, f"rpcplugin-{alive}-def456"),
+        "other shape": os.path.join(short_dir, f"rpcplugin-x{dead.pid}-ghi789"),
+    }
+    for path in made.values():
+        os.mkdir(path)
+    with open(os.path.join(made["dead"], "plugin0123456789"), "w") as handle:
+        handle.write("a stale socket stand-in\n")
+    # a dead host's directory with a socket somebody listens on (a host in another pid
+    # namespace sharing the temp dir), and one changed just now: both kept
+    listening = os.path.join(short_dir, f"rpcplugin-{dead.pid}-listen")
+    os.mkdir(listening)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(os.path.join(listening, "plugin0000000001"))
+    listener.listen()
+    recent = os.path.join(short_dir, f"rpcplugin-{dead.pid}-recent")
+    os.mkdir(recent)
+    old = time.time() - 2 * SWEEP_AGE
+    for path in (*made.values(), listening):
+        os.utime(path, (old, old))
+    file_like = os.path.join(short_dir, f"rpcplugin-{dead.pid}-file")
+    with open(file_like, "w") as handle:
+        handle.write("not a directory\n")
+    link = os.path.join(short_dir, f"rpcplugin-{dead.pid}-link")
+    os.symlink(made["alive"], link)
+    try:
+        async with launch_rel(unix_socket_dir=short_dir) as conn:
+            await conn.ping()
+            mine = [p for p in os.listdir(short_dir) if p.startswith(f"rpcplugin-{os.getpid()}-")]
+            assert len(mine) == 1, os.listdir(short_dir)  # this host's own, named after it
+    finally:
+        listener.close()
+    left = sorted(os.listdir(short_dir))
+    print(f"\nafter the launch: {left}")
+    assert not os.path.exists(made["dead"])
+    assert os.path.isdir(made["alive"]) and os.path.isdir(made["other shape"])
+    assert os.path.isdir(listening) and os.path.isdir(recent)
+    assert os.path.isfile(file_like) and os.path.islink(link)
+    assert not any(p.startswith(f"rpcplugin-{os.getpid()}-") for p in left)  # closed: removed
     record("signals", cases=1, faults=1)

@@ -239,7 +239,8 @@ _swept: set[str] = set()
 def sweep_dead_hosts(parent: str) -> list[str]:
     """Remove the private directories in ``parent`` of hosts that are no longer running (once
     per directory and process); returns what was removed. Only directories owned by this user,
-    named by :data:`DIR_NAME`, whose host pid does not exist or is a zombie."""
+    named by :data:`DIR_NAME`, whose host pid does not exist or is a zombie, unchanged for
+    :data:`SWEEP_AGE` seconds and with no socket anybody listens on."""
     if parent in _swept:
         return []
     _swept.add(parent)
@@ -258,13 +259,41 @@ def sweep_dead_hosts(parent: str) -> list[str]:
                 continue
         except OSError:
             continue
-        if _running(int(match.group(1))):
+        if _running(int(match.group(1))) or not _stale(entry.path):
             continue
         shutil.rmtree(entry.path, ignore_errors=True)
         removed.append(entry.path)
     if removed:
         log.debug("removed %d directories of dead hosts: %s", len(removed), removed)
     return removed
+
+
+SWEEP_AGE = 30.0
+"""Seconds a dead host's directory must be unchanged before it is swept."""
+
+
+def _stale(path: str) -> bool:
+    """Unchanged for :data:`SWEEP_AGE` seconds and no socket in it that anybody listens on: a
+    guard for hosts whose pid we cannot see (another pid namespace sharing the temp dir)."""
+    import socket
+    import stat
+    import time
+
+    try:
+        if time.time() - os.stat(path).st_mtime < SWEEP_AGE:
+            return False
+        for root, _, files in os.walk(path):
+            for name in files:
+                candidate = os.path.join(root, name)
+                if not stat.S_ISSOCK(os.lstat(candidate).st_mode):
+                    continue
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                    probe.settimeout(0.2)
+                    if probe.connect_ex(candidate) == 0:
+                        return False
+    except OSError:
+        return False
+    return True
 
 
 def _running(pid: int) -> bool:
