@@ -1,4 +1,4 @@
-"""Reliability and security, in figures (issue 7).
+"""Reliability and security, in figures (issues 7 and 18).
 
 ``pytest tests/reliability`` (part of ``make test``; about two minutes on two cores) ends with
 one line, e.g. ``reliability: 15354 cases, 177 faults injected, 0 leaks, 0 failed calls (of
@@ -14,7 +14,7 @@ Faults
         ``test_faults::test_plugin_sigkilled_mid_unary_and_mid_stream`` (unix/tcp x
         plaintext/grpcio TLS/OpenSSL relay); ``tests/host/test_exit_during_call.py``
         (PluginExitedDuringCall from generated clients)
-    host SIGKILLed: plugin gone < 2 s, its socket removed
+    host SIGKILLed: plugin gone < 2 s, its socket and every directory removed (the watchdog)
         ``test_faults::test_host_sigkilled_plugin_exits_within_2s_and_removes_its_socket``;
         ``tests/plugin/test_p27_p32_process.py::test_p31_*`` (a shell as the host)
     plugin wedged when Shutdown arrives: bounded close
@@ -67,6 +67,39 @@ Security
         ``tests/host/test_misbehaving.py::test_handshake_line_with_nul_is_refused``;
         repeated with a leak count:
         ``test_security::test_hostile_handshakes_are_refused_cleanly_again_and_again``
+
+Signals (issue 18 §1): whatever ends the host, no plugin and no directory outlives it
+    SIGTERM, SIGKILL, SIGINT of a host holding the Go plugin and a Python plugin: both gone,
+    their directories (and the Go plugin's socket) removed, within 2 s
+        ``test_signals::test_host_killed_by_a_signal_leaves_no_plugin_and_no_directory``
+    ``close_on_signals()``: Shutdown first, then the host dies of the signal
+        ``test_signals::test_close_on_signals_shuts_plugins_down_then_dies_of_the_signal``
+    a launch from an event loop in a thread that ended (what PR_SET_PDEATHSIG gets wrong)
+        ``test_signals::test_plugins_launched_from_a_thread_that_ended_live_on_until_*``
+    the watchdog itself killed: replaced and told everything
+        ``test_signals::test_a_killed_watchdog_is_replaced_and_told_everything``
+    directories of dead hosts swept by the next launch, and what must stay
+        ``test_signals::test_directories_of_dead_hosts_are_swept_by_the_next_launch``
+
+Lifecycle races (issue 18 §2): callers only see documented errors
+    50 calls and 5 streams in flight at close(): only ``ConnectionClosedDuringCall``
+        ``test_lifecycle::test_50_calls_in_flight_at_close_all_end_with_the_documented_error``
+    a call after close; the caller's own cancel; a cancelled stream (no ERROR, prompt finally)
+        ``test_lifecycle::test_a_call_after_close_is_a_connection_closed_error``,
+        ``test_lifecycle::test_the_callers_own_cancellation_stays_a_cancellation``,
+        ``test_lifecycle::test_a_cancelled_stream_logs_nothing_and_its_finally_runs_at_once``
+
+Malformed settings (issue 18 §3, §4): one line naming the thing, the right exit status
+    ports outside 1-65535 in connect(), reattach, launch() and a TCP plugin; a socket dir that
+    is a file; port settings ignored by a unix plugin; logging scoped to the runtime and the
+    plugin code (grpc's per-call lines stay out)
+        ``test_settings`` (each case its own test); ``tests/plugin/test_bad_input.py``
+
+Certificate edge cases (issue 18 §3)
+    expired, not yet valid, one bad in a bundle (exit 3, the dates named); every certificate of
+    a bundle trusted and no other, grpcio's TLS forced on a bundle (exit 2), not PEM
+        ``test_security::test_an_expired_client_cert_exits_3_naming_its_dates`` and the
+        ``test_security`` tests after it
 
 Load
     64 concurrent callers, mixed unary and streaming, unix and tcp, TLS on: no failed call,

@@ -65,7 +65,8 @@ def record(
     calls: int = 0,
     failed_calls: int = 0,
 ) -> None:
-    """Add figures under ``area`` (faults, fuzz, security, load)."""
+    """Add figures under ``area`` (faults, fuzz, security, load; and issue 18's families:
+    signals, lifecycle, settings, certificates)."""
     entry = TALLY.areas.setdefault(area, Area())
     entry.cases += cases
     entry.faults += faults
