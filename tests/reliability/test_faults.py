@@ -44,10 +44,13 @@ from .kit import (
 
 UNAVAILABLE_CLASS = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 """What a caller may see when the plugin dies under its call (CANCELLED: the stream was reset)."""
-NOTICE = 1.0
-"""Seconds within which a caller must see the failure, and the host the exit."""
-CLOSE_BOUND = host_module.SHUTDOWN_TIMEOUT + host_module.KILL_WAIT + 1.0
-"""The worst close(): Shutdown's deadline, the wait before SIGKILL, and a second of slack."""
+NOTICE = 10.0
+"""Seconds within which a caller must see the failure, and the host the exit: a bound only a
+hang can exceed (the slow paths it rules out are a 30 s keepalive or the call's own deadline,
+which the error code tells apart); the figures are printed, never raced (issue 18 §6)."""
+CLOSE_BOUND = host_module.SHUTDOWN_TIMEOUT + host_module.KILL_WAIT + 10.0
+"""The worst close(): Shutdown's deadline, the wait before SIGKILL, and slack for a loaded
+machine."""
 
 TRANSPORTS = ["unix", "tcp"]
 PORT_BASE = 31000
@@ -116,7 +119,7 @@ async def test_plugin_sigkilled_mid_unary_and_mid_stream(
                 assert unary_error.code() in UNAVAILABLE_CLASS, unary_error
                 assert stream_error.code() in UNAVAILABLE_CLASS, stream_error
                 assert unary_seconds < NOTICE and stream_seconds < NOTICE
-                assert exit_seconds < NOTICE + 0.1
+                assert exit_seconds < NOTICE
                 assert conn.returncode == -signal.SIGKILL
                 assert isinstance(explanation, rpcplugin.PluginExitedDuringCall), explanation
                 assert explanation.returncode == -signal.SIGKILL
@@ -124,7 +127,7 @@ async def test_plugin_sigkilled_mid_unary_and_mid_stream(
                 assert next_call.seconds < NOTICE
                 with Stopwatch() as closing:
                     await conn.close()
-                assert closing.seconds < NOTICE, "close() of a dead plugin must not wait"
+                assert closing.seconds < host_module.KILL_WAIT, "a dead plugin: no kill path"
             record("faults", cases=2, faults=1)
     assert not await check_leaks("faults", before, sock_dir)
 
@@ -266,8 +269,7 @@ async def test_calls_in_flight_at_shutdown_are_ended_and_close_is_quick(
             await conn.close()
     ended: object = (await asyncio.gather(pending, return_exceptions=True))[0]
     print(f"\n{what} in flight at close(): {closing.seconds * 1000:.0f} ms, {ended!r:.80}")
-    assert conn.returncode == 0
-    assert closing.seconds < 1.5
+    assert conn.returncode == 0  # it exited by itself: the kill path would be -9
     # whichever comes first: the plugin ending the call, or the host closing its channel
     assert isinstance(ended, asyncio.CancelledError) or (
         isinstance(ended, grpc.aio.AioRpcError) and ended.code() in UNAVAILABLE_CLASS
@@ -308,7 +310,7 @@ async def test_grandchild_holding_stdout_and_stderr(
             with Stopwatch() as closing:
                 await conn.close()
         print(f"\nclose() with a grandchild on the pipes ({how}): {closing.seconds:.3f} s")
-        assert closing.seconds < 1.5
+        assert closing.seconds < CLOSE_BOUND
         assert pid_running(holder), "the grandchild was to outlive the plugin (the fault)"
         if how == "close":
             assert conn.returncode == 0
