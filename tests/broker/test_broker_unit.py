@@ -154,7 +154,7 @@ async def test_dial_waits_for_the_conninfo_then_times_out(wire: Any) -> None:
     started = time.monotonic()
     with pytest.raises(BrokerDialTimeout, match=r"id 42 within 0\.2 s"):
         await host.dial(42, timeout=0.2)
-    assert 0.2 <= time.monotonic() - started < 1.0
+    assert 0.2 <= time.monotonic() - started < 10  # timed out (the upper bound: no hang)
     assert host._pending == {}
     # a dial that starts before the accept gets the ConnInfo when it arrives
     dialling = asyncio.ensure_future(host.dial(43, timeout=5))

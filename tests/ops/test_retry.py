@@ -125,7 +125,9 @@ async def test_a_server_that_never_comes_up_fails_at_the_deadline() -> None:
     with pytest.raises(TransportError) as caught:
         await rpcplugin.connect(address, retry=policy)
     elapsed = time.monotonic() - started
-    assert 1.5 <= elapsed < 2.5, elapsed  # at the deadline, not before and not much after
+    # at the deadline, not before, and not after the 1000 attempts (minutes): the upper bound
+    # only rules out a hang, a loaded machine may be slow (issue 18 §6)
+    assert 1.5 <= elapsed < policy.deadline + 10, elapsed
     assert f"connect to {address} failed after" in str(caught.value)
     assert "1.5 s" in str(caught.value)
 
@@ -135,8 +137,8 @@ async def test_without_retry_the_settings_decide(monkeypatch: pytest.MonkeyPatch
     started = time.monotonic()
     with pytest.raises(TransportError) as caught:  # default: one attempt, as before
         await rpcplugin.connect(address)
-    assert time.monotonic() - started < 1.0
-    assert "failed after" not in str(caught.value)
+    assert time.monotonic() - started < 10  # refused at once: only a hang reaches this
+    assert "failed after" not in str(caught.value)  # one attempt, no retry
 
     monkeypatch.setenv("RPCPLUGIN_CONNECT_ATTEMPTS", "3")
     monkeypatch.setenv("RPCPLUGIN_CONNECT_BACKOFF", "0.05")
@@ -149,7 +151,7 @@ async def test_without_retry_the_settings_decide(monkeypatch: pytest.MonkeyPatch
     started = time.monotonic()
     with pytest.raises(TransportError, match=r"limit 1000 attempts, 0.3 s"):
         await rpcplugin.connect(address)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 10  # the deadline, not 1000 attempts (50 s of backoff)
 
 
 async def test_reattach_retries_until_the_socket_appears(tmp_path: object) -> None:
