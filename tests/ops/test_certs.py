@@ -239,4 +239,4 @@ async def test_a_refused_certificate_is_not_retried(pki: Path) -> None:
             started = time.monotonic()
             with pytest.raises(SecurityError):
                 await rpcplugin.connect(address, tls=tls, retry=policy)
-            assert time.monotonic() - started < 3.0
+            assert time.monotonic() - started < policy.deadline  # refused, not retried to the end
