@@ -128,26 +128,27 @@ def rss_kib(pid: int) -> int:
     raise AssertionError(f"no VmRSS for pid {pid}")
 
 
-async def wait_gone(pid: int, timeout: float, since: float | None = None) -> float | None:
-    """Seconds from ``since`` (default: now) until ``pid`` is gone (or a zombie), or None
-    after ``timeout``."""
+async def wait_until(
+    done: Callable[[], bool], timeout: float, since: float | None = None
+) -> float | None:
+    """Seconds from ``since`` (default: now) until ``done()`` holds, or None after
+    ``timeout`` (polled every 5 ms)."""
     start = time.monotonic() if since is None else since
-    while pid_running(pid):
+    while not done():
         if time.monotonic() - start > timeout:
             return None
         await asyncio.sleep(0.005)
     return time.monotonic() - start
+
+
+async def wait_gone(pid: int, timeout: float, since: float | None = None) -> float | None:
+    """Seconds until ``pid`` is gone (or a zombie): :func:`wait_until`."""
+    return await wait_until(lambda: not pid_running(pid), timeout, since)
 
 
 async def wait_empty(directory: str, timeout: float, since: float | None = None) -> float | None:
-    """Seconds from ``since`` (default: now) until nothing is left under ``directory``, or None
-    after ``timeout``."""
-    start = time.monotonic() if since is None else since
-    while files_under(directory):
-        if time.monotonic() - start > timeout:
-            return None
-        await asyncio.sleep(0.005)
-    return time.monotonic() - start
+    """Seconds until nothing is left under ``directory``: :func:`wait_until`."""
+    return await wait_until(lambda: not files_under(directory), timeout, since)
 
 
 def kill(pid: int, signum: int = signal.SIGKILL) -> None:

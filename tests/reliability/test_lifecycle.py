@@ -137,3 +137,44 @@ async def test_a_cancelled_stream_logs_nothing_and_its_finally_runs_at_once(
     assert errors == [], [r.getMessage() for r in errors]
     assert [e[1] for e in read_events(events)].count("flood-finally") == 5
     record("lifecycle", cases=5)
+
+
+async def test_a_balanced_connection_closed_under_calls_gives_the_same_errors(
+    warm_grpc: None, short_dir: str
+) -> None:
+    """``connect_balanced`` (plugin servers in network mode): calls cut by its close() and a
+    call after it get the same documented errors as a launched plugin's."""
+    import socket
+    import subprocess
+    import sys
+
+    from .kit import RELPLUGIN, wait_until
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    events = os.path.join(short_dir, "events")
+    env = {**os.environ, "RPCPLUGIN_LISTEN": f"127.0.0.1:{port}", "REL_EVENTS": events}
+    server = subprocess.Popen(
+        [sys.executable, str(RELPLUGIN)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        conn = await rpcplugin.connect_balanced([f"127.0.0.1:{port}"], ready_timeout=60)
+        caller = Caller(conn)
+        calls = [asyncio.ensure_future(caller.unary(WAIT, None)) for _ in range(10)]
+        await wait_event(events, "wait", 10, timeout=60)
+        await conn.close()
+        ended = await asyncio.gather(*calls, return_exceptions=True)
+        for error in ended:
+            assert isinstance(error, BaseException)
+            assert_closed_during_call(error, conn.name)
+        with pytest.raises(rpcplugin.ConnectionClosedError) as after:
+            await caller.unary(WAIT, None)
+        assert type(after.value) is rpcplugin.ConnectionClosedError
+    finally:
+        server.terminate()
+        assert await wait_until(lambda: server.poll() is not None, 30) is not None
+    record("lifecycle", cases=11, faults=1)

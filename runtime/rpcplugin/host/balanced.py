@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING, Any, Final, final
 import grpc
 
 from .._wire.dial import CHANNEL_OPTIONS, TLSFiles, read_file
-from ..errors import ConfigError, SecurityError, TransportError
+from ..errors import ConfigError, ConnectionClosedError, SecurityError, TransportError
 from ..lifecycle import AsyncClosable
+from .connection import closed_error
 from .opening import Opening
 
 if TYPE_CHECKING:
@@ -124,6 +125,7 @@ class BalancedConnection(AsyncClosable):
         self.tls: Final = tls
         """``"off"`` or ``"grpc"``."""
         self.name: Final = name
+        self._closing = False
 
     def state(self) -> grpc.ChannelConnectivity:
         """The channel's state: READY while at least one server is connected and healthy."""
@@ -139,8 +141,14 @@ class BalancedConnection(AsyncClosable):
                 f"no plugin server of {self.target} was reachable and SERVING within {timeout:g} s"
             ) from None
 
+    def closed_error(self, in_flight: bool) -> ConnectionClosedError | None:
+        """After ``close()``: a call made on it, or cut by it, raises this (generated clients
+        ask); see :meth:`PluginConnection.closed_error`."""
+        return closed_error(self.name, in_flight) if self._closing else None
+
     async def close(self) -> None:
-        """Close the channel (in-flight calls are cancelled)."""
+        """Close the channel (in-flight calls end with ``ConnectionClosedDuringCall``)."""
+        self._closing = True
         await self.channel.close(grace=None)
 
     def __repr__(self) -> str:

@@ -96,6 +96,16 @@ class ConnectionClosedDuringCall(ConnectionClosedError, grpc.aio.AioRpcError):
         return str(self.args[0])
 
 
+def closed_error(name: str, in_flight: bool) -> ConnectionClosedError:
+    """The error of a call cut by the host's close (``in_flight``), or made after it."""
+    if in_flight:
+        return ConnectionClosedDuringCall(name)
+    return ConnectionClosedError(
+        f"plugin {name!r}: the connection was closed by the host; no call can be made on it "
+        "any more"
+    )
+
+
 _open: weakref.WeakSet[PluginConnection] = weakref.WeakSet()
 
 
@@ -221,14 +231,7 @@ class PluginConnection(AsyncClosable):
         cancelled although its task was not (``in_flight=True``): once ``close()`` has begun,
         the documented error to raise instead of grpc's ``UsageError`` or a bare
         ``asyncio.CancelledError``; None while the connection is open."""
-        if not self._closing:
-            return None
-        if in_flight:
-            return ConnectionClosedDuringCall(self.name)
-        return ConnectionClosedError(
-            f"plugin {self.name!r}: the connection was closed by the host; no call can be made "
-            "on it any more"
-        )
+        return closed_error(self.name, in_flight) if self._closing else None
 
     async def wait_exit(self) -> int:
         """Wait for a launched plugin to exit; returns its exit status."""
