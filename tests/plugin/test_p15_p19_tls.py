@@ -27,6 +27,7 @@ from peers.harness import (
     client_context,
     dial,
     health_check,
+    poll_until,
     shutdown,
     tls_probe,
 )
@@ -127,7 +128,10 @@ def test_p15_refused_connections_leak_nothing(launch: Launcher, backend: str) ->
     for _ in range(20):
         assert not tls_probe(plugin.hs, client_context(plugin.hs, stranger)).served
     assert tls_probe(plugin.hs, client_context(plugin.hs, identity)).served
-    assert open_fds(plugin.pid) <= before + 2, "refused connections must not hold descriptors"
+    # the relay closes a refused connection's sockets as it gets to them: on a loaded machine
+    # that is later, not never
+    settled = poll_until(lambda: open_fds(plugin.pid) <= before + 2, 10.0)
+    assert settled, f"refused connections hold descriptors: {open_fds(plugin.pid)} > {before} + 2"
 
 
 # ---- P16 ----

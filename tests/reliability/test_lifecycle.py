@@ -178,3 +178,34 @@ async def test_a_balanced_connection_closed_under_calls_gives_the_same_errors(
         server.terminate()
         assert await wait_until(lambda: server.poll() is not None, 30) is not None
     record("lifecycle", cases=11, faults=1)
+
+
+@pytest.mark.parametrize("grpc_level", [logging.WARNING, logging.DEBUG], ids=["warn", "debug"])
+def test_grpcs_error_for_a_send_to_a_cancelled_stream_becomes_debug(grpc_level: int) -> None:
+    """The one ERROR a cancelled stream can still cause on a loaded machine is grpc's own: the
+    send that failed because the client had just gone. The plugin demotes that record (and
+    only that one) to DEBUG, shown when the libraries' level asks for it."""
+    from rpcplugin.plugin.server import PeerGoneFilter
+
+    logger = logging.getLogger("grpc._cython.cygrpc")
+    saved = logger.level
+    logger.setLevel(grpc_level)
+    try:
+        peer_gone = logger.makeRecord(
+            logger.name,
+            logging.ERROR,
+            __file__,
+            1,
+            "ExecuteBatchError raised in core by servicer method [%s]",
+            ("/reliability.Typed/Flood",),
+            None,
+        )
+        other = logger.makeRecord(
+            logger.name, logging.ERROR, __file__, 1, "Unexpected error", (), None
+        )
+        passes = PeerGoneFilter().filter(peer_gone)
+        assert (passes, peer_gone.levelname) == (grpc_level == logging.DEBUG, "DEBUG")
+        assert PeerGoneFilter().filter(other) and other.levelname == "ERROR"
+    finally:
+        logger.setLevel(saved)
+    record("lifecycle", cases=2)

@@ -370,6 +370,20 @@ LIBRARY_LOGGERS = ("grpc", "asyncio", "google", "opentelemetry", "urllib3", "con
 """Loggers of the libraries a plugin runs on, kept at ``RPCPLUGIN_LIBRARY_LOG_LEVEL``."""
 
 
+class PeerGoneFilter(logging.Filter):
+    """grpc logs at ERROR a server stream's send that failed because the client had just
+    cancelled (it checks for the cancel first, but on a loaded machine sees the failed send
+    before it). A peer that went away is not the plugin's error: the record becomes DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and str(record.msg).startswith(
+            "ExecuteBatchError raised in core"
+        ):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
 def _level(name: str) -> int:
     return hclog.level_number(name) if name != "trace" else hclog.TRACE
 
@@ -389,6 +403,9 @@ def _configure_logging(settings: PluginSettings) -> None:
             library = logging.getLogger(name)
             if library.level == logging.NOTSET:
                 library.setLevel(_level(settings.library_log_level))
+    core = logging.getLogger("grpc._cython.cygrpc")
+    if not any(isinstance(f, PeerGoneFilter) for f in core.filters):
+        core.addFilter(PeerGoneFilter())
     runtime_logger = logging.getLogger("rpcplugin")
     runtime_logger.setLevel(level)
     if not root.handlers or handler in root.handlers:
