@@ -27,7 +27,7 @@ from gopeers import go_plugin_binary
 from hostkit import pid_running
 
 from rpcplugin.host import connection as host_module
-from rpcplugin.host.watchdog import SWEEP_AGE
+from rpcplugin.host.watchdog import HOST_MARKER, SWEEP_AGE, owner_of
 
 from .figures import record
 from .kit import HERE, files_under, kill, wait_empty, wait_gone
@@ -179,53 +179,59 @@ async def test_directories_of_dead_hosts_are_swept_by_the_next_launch(
     warm_grpc: None, short_dir: str
 ) -> None:
     """What a host could not remove (it was SIGKILLed together with its watchdog, or the
-    machine lost power) goes with the next launch into the same directory: only directories
-    named ``rpcplugin-<pid>-...`` whose host is gone (or a zombie); never a running host's, nor
-    a file, a symlink, or a name of another shape."""
+    machine lost power) goes with the next launch into the same directory: only ``rpcplugin-``
+    directories whose ``host.pid`` marker names a host that is gone (or a zombie); never a
+    running host's, one without a marker, a file, a symlink, a recent one or one with a socket
+    somebody listens on."""
     from .kit import launch_rel
 
     dead = subprocess.Popen(["true"])
     dead.wait()
     assert not pid_running(dead.pid)
     alive = os.getppid()  # pytest's parent: a running process that is not this one
-    made = {
-        "dead": os.path.join(short_dir, f"rpcplugin-{dead.pid}-abc123"),
-        "alive": os.path.join(short_dir, f"rpcplugin-{alive}-def456"),
-        "other shape": os.path.join(short_dir, f"rpcplugin-x{dead.pid}-ghi789"),
-    }
-    for path in made.values():
+
+    def made(name: str, owner: int | None) -> str:
+        path = os.path.join(short_dir, f"rpcplugin-{name}")
         os.mkdir(path)
-    with open(os.path.join(made["dead"], "plugin0123456789"), "w") as handle:
+        if owner is not None:
+            with open(os.path.join(path, HOST_MARKER), "w") as handle:
+                handle.write(f"{owner}\n")
+        return path
+
+    dead_dir, alive_dir, unmarked = made("dead", dead.pid), made("alive", alive), made("x", None)
+    with open(os.path.join(dead_dir, "plugin0123456789"), "w") as handle:
         handle.write("a stale socket stand-in\n")
     # a dead host's directory with a socket somebody listens on (a host in another pid
     # namespace sharing the temp dir), and one changed just now: both kept
-    listening = os.path.join(short_dir, f"rpcplugin-{dead.pid}-listen")
-    os.mkdir(listening)
+    listening = made("listen", dead.pid)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(os.path.join(listening, "plugin0000000001"))
     listener.listen()
-    recent = os.path.join(short_dir, f"rpcplugin-{dead.pid}-recent")
-    os.mkdir(recent)
+    recent = made("recent", dead.pid)
     old = time.time() - 2 * SWEEP_AGE
-    for path in (*made.values(), listening):
+    for path in (dead_dir, alive_dir, unmarked, listening):
         os.utime(path, (old, old))
-    file_like = os.path.join(short_dir, f"rpcplugin-{dead.pid}-file")
+    file_like = os.path.join(short_dir, "rpcplugin-file")
     with open(file_like, "w") as handle:
         handle.write("not a directory\n")
-    link = os.path.join(short_dir, f"rpcplugin-{dead.pid}-link")
-    os.symlink(made["alive"], link)
+    link = os.path.join(short_dir, "rpcplugin-link")
+    os.symlink(dead_dir, link)
+    before = set(os.listdir(short_dir))
     try:
         async with launch_rel(unix_socket_dir=short_dir) as conn:
             await conn.ping()
-            mine = [p for p in os.listdir(short_dir) if p.startswith(f"rpcplugin-{os.getpid()}-")]
-            assert len(mine) == 1, os.listdir(short_dir)  # this host's own, named after it
+            mine = [
+                p
+                for p in set(os.listdir(short_dir)) - before
+                if owner_of(os.path.join(short_dir, p)) == os.getpid()
+            ]
+            assert len(mine) == 1, os.listdir(short_dir)  # this host's own, marked as such
     finally:
         listener.close()
     left = sorted(os.listdir(short_dir))
     print(f"\nafter the launch: {left}")
-    assert not os.path.exists(made["dead"])
-    assert os.path.isdir(made["alive"]) and os.path.isdir(made["other shape"])
-    assert os.path.isdir(listening) and os.path.isdir(recent)
+    assert not os.path.exists(dead_dir)
+    assert all(os.path.isdir(p) for p in (alive_dir, unmarked, listening, recent))
     assert os.path.isfile(file_like) and os.path.islink(link)
-    assert not any(p.startswith(f"rpcplugin-{os.getpid()}-") for p in left)  # closed: removed
+    assert set(left) == before - {os.path.basename(dead_dir)}  # and this host's own: closed
     record("signals", cases=1, faults=1)

@@ -159,14 +159,14 @@ def free_tcp_port(min_port: int | None, max_port: int | None, host: str = "127.0
     )
 
 
-def private_dir(parent: str | None = None, prefix: str = "rpcplugin-") -> str:
-    """A fresh 0700 directory named ``<prefix><random>``, for sockets only this process may
-    reach (the TLS relay's plaintext side)."""
+def private_dir(parent: str | None = None) -> str:
+    """A fresh 0700 directory, for sockets only this process may reach (the TLS relay's
+    plaintext side)."""
     import tempfile
 
     try:
         with owner_only_umask():
-            return tempfile.mkdtemp(prefix=prefix, dir=parent)
+            return tempfile.mkdtemp(prefix="rpcplugin-", dir=parent)
     except OSError as exc:
         where = parent or tempfile.gettempdir()
         raise TransportError(f"cannot create a directory in {where!r}: {exc.strerror}") from None

@@ -30,6 +30,7 @@ from ..services.broker import HostBroker
 from .process import PluginProcess
 from .sinks import StdioSink, copy_stdio, sink_writer
 from .sockets import kill_foreign, remove_stale_socket
+from .watchdog import WATCHDOG
 
 log = logging.getLogger("rpcplugin.host")
 
@@ -330,6 +331,8 @@ class PluginConnection(AsyncClosable):
             task.cancel()
         await self.broker.close()
         await self._dialed.close()
+        if self._dialed.relay_dir is not None:
+            WATCHDOG.remove_path(self._dialed.relay_dir)
         for task in self._tasks:
             with contextlib.suppress(BaseException):
                 await task

@@ -26,7 +26,7 @@ from .opening import Opening
 from .process import PluginProcess
 from .sinks import StdioSink, stderr_logger
 from .sockets import private_socket_dir, remove_stale_socket
-from .watchdog import WATCHDOG
+from .watchdog import WATCHDOG, mark_owner
 
 if TYPE_CHECKING:
     from .._wire.mtls import CertificateAndKey
@@ -201,8 +201,10 @@ async def start_plugin(argv: Sequence[str], options: LaunchOptions) -> PluginCon
                 line.server_cert_der,
                 options.tls_backend,
                 chain,
-                relay_parent=socket_dir,  # one directory per plugin: one to sweep
             )
+            if dialed.relay_dir is not None:  # the OpenSSL relay's, in the temp dir
+                mark_owner(dialed.relay_dir)
+                WATCHDOG.add_path(dialed.relay_dir)
         else:
             dialed = dial.plain(endpoint, chain)
         connection = PluginConnection(

@@ -13,7 +13,7 @@ import time
 
 from .._wire.transport import Endpoint, private_dir, resolve_group, socket_dir
 from ..errors import TransportError
-from .watchdog import WATCHDOG, dir_prefix, sweep_dead_hosts
+from .watchdog import WATCHDOG, mark_owner, sweep_dead_hosts
 
 
 def remove_stale_socket(endpoint: Endpoint | None) -> None:
@@ -42,13 +42,13 @@ def remove_stale_socket(endpoint: Endpoint | None) -> None:
 
 def private_socket_dir(parent: str | None, group: str | None) -> str:
     """A fresh 0700 directory (0770 and chgrp'd with a socket group) for one plugin's sockets,
-    in ``parent`` or the temp dir, named after this host (``rpcplugin-<pid>-…``) and watched:
-    removed if this process dies. Directories there of hosts that died are removed first."""
+    in ``parent`` or the temp dir, marked as this host's and watched: removed if this process
+    dies. Directories there of hosts that died are removed first."""
     import tempfile
 
     where = socket_dir(parent) if parent is not None else tempfile.gettempdir()
     sweep_dead_hosts(where)
-    directory = private_dir(where, prefix=dir_prefix())
+    directory = private_dir(where)
     if group is not None:
         try:
             os.chown(directory, -1, resolve_group(group))
@@ -56,6 +56,7 @@ def private_socket_dir(parent: str | None, group: str | None) -> str:
         except BaseException:
             os.rmdir(directory)
             raise
+    mark_owner(directory)
     WATCHDOG.add_path(directory)
     return directory
 

@@ -16,7 +16,7 @@ that forked exits (an event loop in a worker thread would kill its plugins early
 removes no directory. The watchdog covers all three, for any executable, at the cost of one
 process per host (about 9 MiB) started once.
 
-Directories of launched plugins are named ``rpcplugin-<host pid>-<random>``;
+The directories a host makes for its plugins (``rpcplugin-<random>``) hold a ``host.pid`` marker;
 :func:`sweep_dead_hosts` removes those whose host is no longer running (it runs on a launch, once
 per directory and process), for the cases the watchdog cannot cover (it was itself SIGKILLed
 with the host, or the machine lost power).
@@ -29,7 +29,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -80,13 +79,29 @@ for path in dirs:
 """
 """What the watchdog runs (standard library only; ``-I -S``: no site, no user environment)."""
 
-DIR_NAME = re.compile(r"rpcplugin-(\d+)-[^/]+\Z")
-"""The name of a launched plugin's private directory: the host's pid, then mkdtemp's suffix."""
+HOST_MARKER = "host.pid"
+"""The file in a directory the host made (its plugin's socket dir, the OpenSSL relay's) that
+names the host's pid, for :func:`sweep_dead_hosts`. A marker rather than a longer directory
+name: unix socket paths are limited to 103 bytes."""
 
 
-def dir_prefix() -> str:
-    """The ``mkdtemp`` prefix of this host's private directories (see :data:`DIR_NAME`)."""
-    return f"rpcplugin-{os.getpid()}-"
+def mark_owner(directory: str) -> None:
+    """Write :data:`HOST_MARKER` (this process's pid) into ``directory``."""
+    fd = os.open(os.path.join(directory, HOST_MARKER), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def owner_of(directory: str) -> int | None:
+    """The pid in ``directory``'s :data:`HOST_MARKER`, or None without a readable one."""
+    try:
+        with open(os.path.join(directory, HOST_MARKER)) as handle:
+            text = handle.read(32).strip()
+    except OSError:
+        return None
+    return int(text) if text.isdecimal() else None
 
 
 def start_time(pid: int) -> str | None:
@@ -239,7 +254,8 @@ _swept: set[str] = set()
 def sweep_dead_hosts(parent: str) -> list[str]:
     """Remove the private directories in ``parent`` of hosts that are no longer running (once
     per directory and process); returns what was removed. Only directories owned by this user,
-    named by :data:`DIR_NAME`, whose host pid does not exist or is a zombie, unchanged for
+    named ``rpcplugin-…`` with a :data:`HOST_MARKER` naming a pid that does not exist or is a
+    zombie, unchanged for
     :data:`SWEEP_AGE` seconds and with no socket anybody listens on."""
     if parent in _swept:
         return []
@@ -251,15 +267,15 @@ def sweep_dead_hosts(parent: str) -> list[str]:
         return removed
     uid = os.getuid()
     for entry in entries:
-        match = DIR_NAME.match(entry.name)
-        if match is None or int(match.group(1)) == os.getpid():
+        if not entry.name.startswith("rpcplugin-"):
             continue
         try:
             if not entry.is_dir(follow_symlinks=False) or entry.stat().st_uid != uid:
                 continue
         except OSError:
             continue
-        if _running(int(match.group(1))) or not _stale(entry.path):
+        owner = owner_of(entry.path)
+        if owner is None or owner == os.getpid() or _running(owner) or not _stale(entry.path):
             continue
         shutil.rmtree(entry.path, ignore_errors=True)
         removed.append(entry.path)
