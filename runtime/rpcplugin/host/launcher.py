@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TypedDict, Unpack
@@ -177,7 +178,7 @@ async def start_plugin(argv: Sequence[str], options: LaunchOptions) -> PluginCon
             on_stderr_line=stderr_logger(logger, name),
         )
     except BaseException as exc:
-        os.rmdir(socket_dir)
+        shutil.rmtree(socket_dir, ignore_errors=True)  # (its host.pid marker in it)
         WATCHDOG.remove_path(socket_dir)
         if not isinstance(exc, OSError):
             raise  # cancelled: PluginProcess.start has undone itself
