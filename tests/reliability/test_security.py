@@ -408,6 +408,8 @@ def _key_markers(pem: str) -> list[bytes]:
 
 
 TEMPFILE_PROBE = "tempfile:_get_default_tempdir"
+HOST_MARKER_WRITER = "watchdog:mark_owner"
+"""Who writes the ``host.pid`` marker of a launched plugin's directories (the audit's caller)."""
 
 
 def _socket_or_private_dir(path: str) -> bool:
@@ -494,16 +496,18 @@ async def _run_and_scan(
         found: dict[str, list[str]] = {}
         found["in the logs"] = [repr(m[:24]) for m in [*markers, cookie.encode()] if m in logs]
         # what each process opened for writing, and who asked: only tempfile's check that
-        # the temp dir is writable (it writes b"blat" to a random name and removes it)
+        # the temp dir is writable (it writes b"blat" to a random name and removes it),
         opened: list[list[str]] = []
         for side in ("host", "plugin"):
             with open(os.path.join(audit_dir, side)) as handle:
                 opened += [line.split("\t") for line in handle.read().splitlines()]
-        probes = {path for path, caller in opened if caller == TEMPFILE_PROBE}
+        # and the host.pid markers of the host's directories (a pid, for the sweep after a
+        # host that died: issue 18); the scan below would see a key in one
+        probes = {path for path, caller in opened if caller in (TEMPFILE_PROBE, HOST_MARKER_WRITER)}
         found["opened for writing"] = [
             f"{path} ({caller})"
             for path, caller in opened
-            if caller != TEMPFILE_PROBE and path != os.devnull
+            if caller not in (TEMPFILE_PROBE, HOST_MARKER_WRITER) and path != os.devnull
         ]
         # nothing but sockets, their private directories and those probes appeared where
         # files usually go, and nothing else was written there
