@@ -114,9 +114,22 @@ def _validity(der: bytes) -> tuple[datetime.datetime, datetime.datetime]:
             text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
         elif tag != _GENERALIZED_TIME:
             raise _Malformed("a validity time that is neither UTCTime nor GeneralizedTime")
-        parsed = datetime.datetime.strptime(text, "%Y%m%d%H%M%SZ")
-        times.append(parsed.replace(tzinfo=datetime.UTC))
+        times.append(_utc_time(text))
     return times[0], times[1]
+
+
+def _utc_time(text: str) -> datetime.datetime:
+    """``YYYYMMDDHHMMSSZ`` as an aware datetime; by hand, since ``strptime`` would import
+    ``_strptime`` (and its locale machinery) on the plugin's start-up path."""
+    if len(text) != 15 or not text[:14].isdigit() or text[14] != "Z":
+        raise _Malformed(f"a validity time that is not YYYYMMDDHHMMSSZ: {text!r}")
+    month, day, hour, minute, second = (int(text[i : i + 2]) for i in range(4, 14, 2))
+    try:
+        return datetime.datetime(
+            int(text[:4]), month, day, hour, minute, second, tzinfo=datetime.UTC
+        )
+    except ValueError as exc:
+        raise _Malformed(f"a validity time that is no date: {text!r} ({exc})") from None
 
 
 def key_description(der: bytes) -> str:
