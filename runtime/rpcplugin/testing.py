@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 import grpc
 
 from ._wire import dial
-from ._wire.listeners import SERVER_OPTIONS
 from ._wire.tls_plan import ServerTLS
 from .config import PluginSettings
 from .errors import ConfigError
@@ -39,12 +38,10 @@ from .host import interceptors as client_interceptors
 from .host.connection import PluginConnection
 from .host.opening import Opening
 from .plugin import interceptors as server_interceptors
+from .plugin import server as plugin_server
 from .plugin.running import RunningServer
 from .services import broker as broker_mod
-from .services.controller import ControllerService
-from .services.health import HealthService
-from .services.reflection import LazyReflection
-from .services.stdio import StdioBuffer, StdioService
+from .services.stdio import StdioBuffer
 
 if TYPE_CHECKING:
     from ._wire.mtls import CertificateAndKey
@@ -231,9 +228,9 @@ async def _open(
     sinks: tuple[StdioSink | None, StdioSink | None],
 ) -> InProcessPlugin:
     directory = tempfile.mkdtemp(prefix="rpcplugin-test-")
-    settings = PluginSettings(unix_socket_dir=directory, transport=transport)
     host_identity = plugin_tls = None
     backend: Literal["auto", "grpc", "openssl"] = "auto" if tls is True else tls or "auto"
+    settings = PluginSettings(unix_socket_dir=directory, transport=transport, tls_backend=backend)
     if tls:
         from ._wire import mtls
         from ._wire.tls_plan import choose_backend
@@ -245,18 +242,15 @@ async def _open(
     running = RunningServer()
     stdio = StdioBuffer(settings.stdio_buffer)
     try:
-        server, chain_broker = _plugin_server(
-            handlers, running, stdio, settings, plugin_tls, name, interceptors, auth, rate_limit
+        served_chain, _ = server_interceptors.build(
+            settings, plugin=name, interceptors=interceptors, rate_limit=rate_limit, auth=auth
         )
-        running.endpoint = await running.listeners.listen(server, settings, plugin_tls)
+        server = plugin_server.build_server(
+            handlers, settings, running, stdio, plugin_tls, served_chain
+        )
         running.version = version
-        token = broker_mod.bind(chain_broker)  # current_broker() in the server's handlers
-        try:
-            await server.start()
-        finally:
-            broker_mod.unbind(token)
+        endpoint = await plugin_server.start_server(server, settings, running, plugin_tls)
         chain = client_interceptors.build(name, metadata=metadata)
-        endpoint = running.endpoint
         if host_identity is None or plugin_tls is None:
             dialed = dial.plain(endpoint, chain)
             host_broker = broker_mod.HostBroker(settings=settings)
@@ -288,40 +282,6 @@ async def _open(
         await connection.close()
         raise
     return connection
-
-
-def _plugin_server(
-    handlers: Sequence[grpc.GenericRpcHandler],
-    running: RunningServer,
-    stdio: StdioBuffer,
-    settings: PluginSettings,
-    tls: ServerTLS | None,
-    name: str,
-    interceptors: Sequence[grpc.aio.ServerInterceptor],
-    auth: Authenticator | None,
-    rate_limit: RateLimit | None,
-) -> tuple[grpc.aio.Server, broker_mod.GRPCBroker]:
-    """The plugin side's server with go-plugin's services beside ``handlers``."""
-    broker_tls = None
-    if tls is not None:
-        broker_tls = broker_mod.BrokerTLS.from_pem(tls.identity, tls.peer_pem, tls.backend)
-    broker = broker_mod.BrokerService(broker_mod.GRPCBroker(tls=broker_tls, settings=settings))
-    running.broker = broker.broker
-    running.own_streams += [stdio.close, broker.close]
-    chain, _ = server_interceptors.build(
-        settings, plugin=name, interceptors=interceptors, rate_limit=rate_limit, auth=auth
-    )
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=chain or None)
-    running.server = server
-    served = (
-        HealthService().handler(),
-        ControllerService(running.stop.set).handler(),
-        StdioService(stdio).handler(),
-        broker.handler(),
-        *handlers,
-    )
-    server.add_generic_rpc_handlers((*served, LazyReflection(served)))
-    return server, broker.broker
 
 
 def _der(identity: CertificateAndKey | None) -> bytes | None:

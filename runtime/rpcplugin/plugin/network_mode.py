@@ -30,6 +30,7 @@ from .._wire.listeners import SERVER_OPTIONS
 from ..config import PluginSettings
 from ..errors import TransportError
 from ..handshake import negotiate_version
+from ..services import reflection
 from ..services.health import NOT_SERVING, HealthService
 
 if TYPE_CHECKING:
@@ -64,11 +65,9 @@ async def serve(
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=list(interceptors) or None)
     running.server = server
     health = HealthService()
-    server.add_generic_rpc_handlers(served := (health.handler(), *versions[version]))
-    if settings.reflection:  # grpcio-reflection, imported on the first reflection call
-        from ..services.reflection import LazyReflection
-
-        server.add_generic_rpc_handlers((LazyReflection(served),))
+    reflection.add_handlers(
+        server, (health.handler(), *versions[version]), reflection=settings.reflection
+    )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):

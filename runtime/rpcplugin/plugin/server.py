@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from ..ops.auth import Authenticator
     from ..ops.metrics import Metrics
     from ..ops.rate_limit import RateLimit
+    from ..services.stdio import StdioBuffer
 
 log = logging.getLogger("rpcplugin.server")
 
@@ -204,10 +205,7 @@ async def _serve(
     metrics: Metrics | None = None,
 ) -> int:
     # go-plugin's services (their protobuf messages) load here, not when serve() is imported
-    from ..services import broker as broker_mod
-    from ..services.controller import ControllerService
-    from ..services.health import HealthService
-    from ..services.stdio import StdioBuffer, StdioService, capture
+    from ..services.stdio import StdioBuffer, capture
 
     started = time.monotonic()
     if settings.protocol_version_junk:
@@ -227,52 +225,21 @@ async def _serve(
     tls = None if settings.debug else _tls_plan(settings)
     loop = asyncio.get_running_loop()
     stdio_buffer = StdioBuffer(settings.stdio_buffer)
-    broker = broker_mod.BrokerService(
-        broker_mod.GRPCBroker(
-            tls=None
-            if tls is None
-            else broker_mod.BrokerTLS.from_pem(tls.identity, tls.peer_pem, settings.tls_backend),
-            settings=settings,
-        )
-    )
-    running.broker = broker.broker
-    running.own_streams += [stdio_buffer.close, broker.close]
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=list(interceptors) or None)
-    running.server = server
-    health = HealthService()
-    server.add_generic_rpc_handlers(
-        served := (
-            health.handler(),
-            ControllerService(running.stop.set).handler(),
-            StdioService(stdio_buffer).handler(),
-            broker.handler(),
-            *versions[version],
-        )
-    )
-    if settings.reflection:  # grpcio-reflection, imported on the first reflection call
-        from ..services.reflection import LazyReflection
-
-        server.add_generic_rpc_handlers((LazyReflection(served),))
+    server = build_server(versions[version], settings, running, stdio_buffer, tls, interceptors)
     # before anything exists that SIGTERM's default action would leave behind (the socket)
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGTERM, running.stop.set)
-    running.endpoint = await running.listeners.listen(server, settings, tls)
-    running.tls = "off" if tls is None else tls.backend
-    token = broker_mod.bind(broker.broker)  # current_broker() in every handler of the server
-    try:
-        await server.start()
-    finally:
-        broker_mod.unbind(token)
+    endpoint = await start_server(server, settings, running, tls)
 
     if settings.debug:
-        _print_reattach(plugin_name, version, running.endpoint)
+        _print_reattach(plugin_name, version, endpoint)
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signal.SIGINT, running.stop.set)
     else:
         line = HandshakeLine(
             app_version=version,
-            network=running.endpoint.network,
-            address=running.endpoint.address,
+            network=endpoint.network,
+            address=endpoint.address,
             server_cert_der=tls.identity.cert_der if tls is not None else None,
             multiplex=False if settings.multiplex_requested else None,
         )
@@ -282,7 +249,7 @@ async def _serve(
         "plugin serving",
         extra={
             "version": version,
-            "address": str(running.endpoint),
+            "address": str(endpoint),
             "tls": running.tls,
             "startup_ms": round((time.monotonic() - started) * 1000, 1),
         },
@@ -296,6 +263,63 @@ async def _serve(
     if watcher is not None:
         watcher.cancel()
     return EXIT_OK
+
+
+def build_server(
+    handlers: Sequence[grpc.GenericRpcHandler],
+    settings: PluginSettings,
+    running: RunningServer,
+    stdio_buffer: StdioBuffer,
+    tls: ServerTLS | None,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+) -> grpc.aio.Server:
+    """A launched plugin's gRPC server, not yet listening: go-plugin's services (health,
+    controller, stdio, broker) and, unless turned off, reflection beside ``handlers``. Records
+    the server, its broker and the runtime's own streams in ``running``. ``rpcplugin.testing``
+    serves through it too, so a test serves exactly what a plugin process does."""
+    from ..services import broker as broker_mod
+    from ..services import reflection
+    from ..services.controller import ControllerService
+    from ..services.health import HealthService
+    from ..services.stdio import StdioService
+
+    broker_tls = None
+    if tls is not None:
+        broker_tls = broker_mod.BrokerTLS.from_pem(tls.identity, tls.peer_pem, settings.tls_backend)
+    broker = broker_mod.BrokerService(broker_mod.GRPCBroker(tls=broker_tls, settings=settings))
+    running.broker = broker.broker
+    running.own_streams += [stdio_buffer.close, broker.close]
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=list(interceptors) or None)
+    running.server = server
+    services = (
+        HealthService().handler(),
+        ControllerService(running.stop.set).handler(),
+        StdioService(stdio_buffer).handler(),
+        broker.handler(),
+    )
+    reflection.add_handlers(server, (*services, *handlers), reflection=settings.reflection)
+    return server
+
+
+async def start_server(
+    server: grpc.aio.Server,
+    settings: PluginSettings,
+    running: RunningServer,
+    tls: ServerTLS | None,
+) -> Endpoint:
+    """Listen where ``settings`` say and start ``server``, with ``current_broker()`` bound for
+    its handlers; returns the endpoint (also ``running.endpoint``)."""
+    from ..services import broker as broker_mod
+
+    endpoint = running.endpoint = await running.listeners.listen(server, settings, tls)
+    running.tls = "off" if tls is None else tls.backend
+    assert running.broker is not None, "build_server() first"
+    token = broker_mod.bind(running.broker)  # current_broker() in every handler of the server
+    try:
+        await server.start()
+    finally:
+        broker_mod.unbind(token)
+    return endpoint
 
 
 def _tls_plan(settings: PluginSettings) -> ServerTLS | None:

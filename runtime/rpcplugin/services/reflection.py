@@ -17,7 +17,7 @@ their own here, so they are answered but not listed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import grpc
@@ -33,6 +33,16 @@ def service_names(handlers: Iterable[grpc.GenericRpcHandler]) -> list[str]:
     ``grpc.ServiceRpcHandler``, which is what ``grpc.method_handlers_generic_handler`` and
     generated code make)."""
     return [h.service_name() for h in handlers if isinstance(h, grpc.ServiceRpcHandler)]
+
+
+def add_handlers(
+    server: grpc.aio.Server, handlers: Sequence[grpc.GenericRpcHandler], *, reflection: bool
+) -> None:
+    """Serve ``handlers`` on ``server``, and with ``reflection`` (``RPCPLUGIN_REFLECTION``)
+    the reflection services over them, imported on the first reflection call."""
+    server.add_generic_rpc_handlers(tuple(handlers))
+    if reflection:
+        server.add_generic_rpc_handlers((LazyReflection(handlers),))
 
 
 class LazyReflection(grpc.GenericRpcHandler):
