@@ -55,12 +55,16 @@ def test_reattach_refuses_a_port_outside_the_range(port: str) -> None:
     ],
     ids=["min-0", "max-65536", "min-over-max"],
 )
+@pytest.mark.parametrize("pooled", [False, True], ids=["launch", "launch_pool"])
 def test_launch_refuses_a_port_range_the_plugin_would_refuse(
-    kwargs: dict[str, Any], message: str
+    kwargs: dict[str, Any], message: str, pooled: bool
 ) -> None:
-    """Refused before anything runs, not by the plugin's exit."""
+    """Refused before anything runs, not by the plugin's exit; a pool checks as launch does."""
     with pytest.raises(ConfigError) as caught:
-        rpcplugin.launch(REL_ARGV, handshake=REL_HANDSHAKE, versions=[1], **kwargs)
+        if pooled:
+            rpcplugin.launch_pool(REL_ARGV, size=2, handshake=REL_HANDSHAKE, versions=[1], **kwargs)
+        else:
+            rpcplugin.launch(REL_ARGV, handshake=REL_HANDSHAKE, versions=[1], **kwargs)
     assert str(caught.value) == message
     record("settings", cases=1, faults=1)
 

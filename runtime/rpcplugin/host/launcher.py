@@ -82,6 +82,18 @@ class LaunchOptions:
     metrics: Metrics | None = None
     """Records every call and the start-up time (docs/operations.md)."""
 
+    def __post_init__(self) -> None:
+        """The checks :func:`launch` and ``launch_pool`` both need before anything runs: the
+        versions, and ``min_port``/``max_port`` as the plugin will check them."""
+        if not self.versions:
+            raise ConfigError("versions", self.versions, "at least one app protocol version")
+        for name in ("min_port", "max_port"):
+            value = getattr(self, name)
+            if type(value) is not int or not 1 <= value <= 65535:
+                raise ConfigError(name, value, f"a TCP port, {PORT_RANGE}")
+        if self.min_port > self.max_port:
+            raise ConfigError("min_port", self.min_port, f"at most max_port={self.max_port}")
+
 
 class LaunchSettings(TypedDict, total=False):
     """The optional keyword arguments of :func:`launch`: the fields of :class:`LaunchOptions`
@@ -132,21 +144,8 @@ def launch(
     argv = [cmd] if isinstance(cmd, str) else list(cmd)
     if not argv:
         raise ConfigError("cmd", cmd, "a non-empty argv")
-    if not versions:
-        raise ConfigError("versions", versions, "at least one app protocol version")
     options = LaunchOptions(handshake=handshake, versions=tuple(versions), **settings)
-    _check_ports(options)
     return Opening(lambda: start_plugin(argv, options))
-
-
-def _check_ports(options: LaunchOptions) -> None:
-    """``min_port``/``max_port`` as the plugin will check them, before anything runs."""
-    for name in ("min_port", "max_port"):
-        value = getattr(options, name)
-        if type(value) is not int or not 1 <= value <= 65535:
-            raise ConfigError(name, value, f"a TCP port, {PORT_RANGE}")
-    if options.min_port > options.max_port:
-        raise ConfigError("min_port", options.min_port, f"at most max_port={options.max_port}")
 
 
 async def start_plugin(argv: Sequence[str], options: LaunchOptions) -> PluginConnection:

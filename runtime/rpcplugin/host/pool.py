@@ -562,8 +562,6 @@ def launch_pool(
         raise ConfigError("cmd", cmd, "a non-empty argv")
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ConfigError("size", size, "a whole number of members, at least 1")
-    if not versions:
-        raise ConfigError("versions", versions, "at least one app protocol version")
     if settings.get("health_check") is False:
         raise ConfigError(
             "health_check", False, "True: a pool puts a member in its rotation once it is healthy"
