@@ -115,13 +115,6 @@ def open_connections() -> list[PluginConnection]:
     return [conn for conn in list(_open) if not conn.closing]
 
 
-def kill_launched() -> None:
-    """SIGKILL the process of every launched plugin not yet reaped, closing or not."""
-    for conn in list(_open):
-        if conn._process is not None:
-            conn._process.kill()
-
-
 class PluginConnection(AsyncClosable):
     """A connected plugin: launched, reattached or dialled directly.
 

@@ -8,7 +8,8 @@ import logging
 import signal
 from collections.abc import Callable, Sequence
 
-from .connection import kill_launched, open_connections
+from .connection import open_connections
+from .process import kill_all
 
 log = logging.getLogger("rpcplugin.host")
 
@@ -46,7 +47,7 @@ def close_on_signals(
 
     def on_signal(signum: signal.Signals) -> None:
         if pending:  # the second signal: no more waiting
-            kill_launched()
+            kill_all()
             deliver(signum)
             return
         pending.append(loop.create_task(close_all(signum)))

@@ -29,9 +29,15 @@ TAIL_LINES = 20
 _live: weakref.WeakSet[PluginProcess] = weakref.WeakSet()
 
 
-def _kill_leftovers() -> None:
+def kill_all() -> None:
+    """SIGKILL every launched plugin process of this host not yet reaped, closing or not."""
     for process in list(_live):
         process.kill()
+
+
+def _kill_leftovers() -> None:
+    kill_all()
+    for process in list(_live):
         process.remove_private_dirs()
 
 
