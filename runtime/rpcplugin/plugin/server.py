@@ -333,18 +333,7 @@ def _tls_plan(settings: PluginSettings) -> ServerTLS | None:
     source = "PLUGIN_CLIENT_CERT (the host's AutoMTLS certificate)"
     host_ders = der.ders_of_pem(settings.client_cert_pem, source=source)
     der.check_validity(host_ders, source=source)
-    backends = {
-        choose_backend_for_key(
-            settings.tls_backend,
-            der.key_description(host_der),
-            lambda key: ConfigError(
-                "RPCPLUGIN_TLS_BACKEND",
-                "grpc",
-                f"grpcio's TLS cannot verify the host's {key} key; use 'auto' or 'openssl'",
-            ),
-        )
-        for host_der in host_ders
-    }
+    backend: Backend
     if len(host_ders) > 1:
         # grpcio's TLS (like OpenSSL without partial chains) looks a self-signed client
         # certificate up by its subject and tries only the first of several with the same
@@ -356,8 +345,17 @@ def _tls_plan(settings: PluginSettings) -> ServerTLS | None:
                 f"grpcio's TLS cannot trust all {len(host_ders)} certificates of "
                 "PLUGIN_CLIENT_CERT; use 'auto' or 'openssl'",
             )
-        backends = {"openssl"}
-    backend: Backend = "openssl" if "openssl" in backends else "grpc"
+        backend = "openssl"
+    else:
+        backend = choose_backend_for_key(
+            settings.tls_backend,
+            der.key_description(host_ders[0]),
+            lambda key: ConfigError(
+                "RPCPLUGIN_TLS_BACKEND",
+                "grpc",
+                f"grpcio's TLS cannot verify the host's {key} key; use 'auto' or 'openssl'",
+            ),
+        )
     early_cert.start()  # a no-op when guard_stdout() started it already
     identity = early_cert.collect()
     if identity is None:
@@ -408,14 +406,10 @@ class PeerGoneFilter(logging.Filter):
         return True
 
 
-def _level(name: str) -> int:
-    return hclog.level_number(name) if name != "trace" else hclog.TRACE
-
-
 def _configure_logging(settings: PluginSettings) -> None:
     """hclog lines on the real fd 2 for the runtime's logs, and for the plugin's own logs unless
     it configured logging itself."""
-    level = _level(settings.log_level)
+    level = hclog.level_number(settings.log_level)
     handler = hclog.StderrHandler(json_lines=settings.log_format == "json")
     root = logging.getLogger()
     if not root.handlers:
@@ -426,7 +420,7 @@ def _configure_logging(settings: PluginSettings) -> None:
         for name in LIBRARY_LOGGERS:
             library = logging.getLogger(name)
             if library.level == logging.NOTSET:
-                library.setLevel(_level(settings.library_log_level))
+                library.setLevel(hclog.level_number(settings.library_log_level))
     core = logging.getLogger("grpc._cython.cygrpc")
     if not any(isinstance(f, PeerGoneFilter) for f in core.filters):
         core.addFilter(PeerGoneFilter())
