@@ -271,8 +271,6 @@ def main(
     """
     try:
         by_target = parse_versions(versions)
-        if "" in by_target and protocol_version is not None:
-            raise GenerationError("give --versions V,V... or --protocol-version, not both")
     except GenerationError as exc:
         click.echo(f"rpcplugin-gen: error: {exc.message}", err=True)
         sys.exit(1)
@@ -280,7 +278,7 @@ def main(
         known = PRESETS[host]
         cookie_key = cookie_key or known.handshake.cookie_key
         cookie_value = cookie_value or known.handshake.cookie_value
-        if protocol_version is None and len(known.versions) == 1:
+        if protocol_version is None and len(known.versions) == 1 and "" not in by_target:
             protocol_version = known.versions[0]
     options = Options(
         protos=protos,

@@ -179,7 +179,10 @@ def resolve(
 def check_targets(
     overrides: Overrides, files: Sequence[descriptor_pb2.FileDescriptorProto]
 ) -> None:
-    """Every ``--versions`` target names a service, proto file or package being generated."""
+    """``--versions`` for every service and ``--protocol-version`` are not both given, and every
+    ``--versions`` target names a service, proto file or package being generated."""
+    if "" in overrides.versions and overrides.protocol_version is not None:
+        raise GenerationError("give --versions V,V... or --protocol-version, not both")
     known: set[str] = set()
     for f in files:
         known |= {f.name, f.package}

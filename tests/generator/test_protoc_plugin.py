@@ -96,6 +96,14 @@ def test_bad_option_values(parameter: str, message: str) -> None:
         protoc_plugin.parse_parameter(parameter)
 
 
+def test_versions_and_protocol_version_together_are_an_error(tmp_path: Path) -> None:
+    """The same refusal as ``rpcplugin-gen --versions 5,6 --protocol-version 3``."""
+    root, files = KV
+    done = _protoc(GRPC_TOOLS, root, files[:1], tmp_path / "out", "protocol_version=3,versions=5:6")
+    assert done.returncode != 0
+    assert "give --versions V,V... or --protocol-version, not both" in done.stderr
+
+
 def test_options_reach_the_output(tmp_path: Path) -> None:
     root, files = KV
     opt = "cookie_key=MY_COOKIE,cookie_value=abc,protocol_version=7,name=kv-plugin"
