@@ -73,14 +73,17 @@ class PluginSettings:
 
     cookie_key: str
     cookie_value: str
-    version: int
-    """The highest of :attr:`versions`: the binding's ``version``."""
     name: str | None
-    versions: tuple[int, ...] = ()
-    """Every app protocol version the service is served as, lowest first."""
+    versions: tuple[int, ...]
+    """Every app protocol version the service is served as, lowest first (at least one)."""
     host_provided: bool = False
     """``host_provided: true`` in the service's option: a callback the host serves through the
     broker (``XCallback``), not part of the plugin's ``serve()``."""
+
+    @property
+    def version(self) -> int:
+        """The highest of :attr:`versions`: the binding's ``version``."""
+        return max(self.versions)
 
 
 def package_version(package: str) -> int | None:
@@ -169,7 +172,6 @@ def resolve(
     return PluginSettings(
         cookie_key=key,
         cookie_value=value,
-        version=max(versions),
         name=name,
         versions=versions,
         host_provided=host_provided,
