@@ -140,8 +140,6 @@ def start_suite(ctx: Context) -> None:
                         baseline=None if subject == "floor" else "floor",
                         label=labels[subject],
                         error=problems.get(subject) or errors.get((subject, tls)),
-                        note="CPU: the plugin's and its reaped children's (wait4)"
-                        if data is cpu
-                        else "",
+                        note=CPU_NOTE if data is cpu else "",
                     )
                 )

@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .stats import median, rotate
+
 SUBJECTS = {
     "bare grpcio (async handler)": "/bench.Bare/Echo",
     "ours, async def": "/bench.Ours/EchoAsync",
@@ -80,12 +82,6 @@ def _serve(socket: str) -> None:
     asyncio.run(main())
 
 
-def _median(values: list[float]) -> float:
-    data = sorted(values)
-    mid = len(data) // 2
-    return data[mid] if len(data) % 2 else (data[mid - 1] + data[mid]) / 2
-
-
 async def _measure(socket: str, calls: int, rounds: int) -> dict[str, list[float]]:
     import grpc.aio
     from google.protobuf import wrappers_pb2 as w
@@ -103,8 +99,7 @@ async def _measure(socket: str, calls: int, rounds: int) -> dict[str, list[float
         request = w.StringValue(value="x" * 32)
         names = list(SUBJECTS)
         for r in range(-1, rounds):  # round -1 warms up every subject
-            order = names[r % len(names) :] + names[: r % len(names)]
-            for name in order:
+            for name in rotate(names, r):
                 stub = stubs[name]
                 samples = []
                 for _ in range(calls):
@@ -112,7 +107,7 @@ async def _measure(socket: str, calls: int, rounds: int) -> dict[str, list[float
                     await stub(request, timeout=10)
                     samples.append(time.perf_counter() - start)
                 if r >= 0:
-                    per_round[name].append(_median(samples) * 1e6)
+                    per_round[name].append(median(samples) * 1e6)
     return per_round
 
 
@@ -151,9 +146,9 @@ def main() -> None:
     print("| subject | p50 µs | vs bare grpcio | vs ours async def |")
     print("|---|---|---|---|")
     for name, values in per_round.items():
-        to_floor = _median([v / f for v, f in zip(values, floor, strict=True)])
-        to_async = _median([v / a for v, a in zip(values, asyncs, strict=True)])
-        print(f"| {name} | {_median(values):.0f} | {to_floor:.2f}x | {to_async:.2f}x |")
+        to_floor = median([v / f for v, f in zip(values, floor, strict=True)])
+        to_async = median([v / a for v, a in zip(values, asyncs, strict=True)])
+        print(f"| {name} | {median(values):.0f} | {to_floor:.2f}x | {to_async:.2f}x |")
 
 
 if __name__ == "__main__":
