@@ -243,12 +243,10 @@ def _add_init_files(output: Output, *, ancestors: bool) -> None:
 
 def _rpc_module(proto: ProtoFile) -> dict[str, object]:
     package = proto.pb2.path[:-1]
-    streaming = any(
-        r.client_streaming or r.server_streaming for s in proto.services for r in s.rpcs
-    )
-    client_streaming = any(r.client_streaming for s in proto.services for r in s.rpcs)
     rpcs = [r for s in proto.services for r in s.rpcs]
+    client_streaming = any(r.client_streaming for r in rpcs)
     server_streaming = any(r.server_streaming for r in rpcs)
+    streaming = client_streaming or server_streaming
     abc = {
         "AsyncIterable": client_streaming,
         "AsyncIterator": streaming,
