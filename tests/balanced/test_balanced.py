@@ -129,7 +129,16 @@ def test_targets_and_service_config() -> None:
     )
     assert balanced_target(["[::1]:1", "[::2]:1"]) == ("ipv6:[::1]:1,[::2]:1", "")
     assert balanced_target(["dns:///plugins.internal:7000"])[0] == "dns:///plugins.internal:7000"
-    for bad in (["host.example:1"], ["127.0.0.1:1", "[::1]:1"], ["::1:1"], [], ["1.2.3.4"]):
+    for bad in (
+        ["host.example:1"],
+        ["127.0.0.1:1", "[::1]:1"],
+        ["::1:1"],
+        [],
+        ["1.2.3.4"],
+        ["127.0.0.1:0"],
+        ["127.0.0.1:65536"],
+        ["127.0.0.1:\u00b2"],  # a digit to str.isdigit, not to int()
+    ):
         with pytest.raises(ConfigError):
             balanced_target(bad)
     assert service_config() == (

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 import grpc
 
 from .._wire.dial import CHANNEL_OPTIONS, TLSFiles, read_file
+from .._wire.transport import tcp_port
 from ..errors import ConfigError, ConnectionClosedError, SecurityError, TransportError
 from ..lifecycle import AsyncClosable
 from .connection import closed_error
@@ -90,9 +91,9 @@ def balanced_target(addresses: Sequence[str]) -> tuple[str, str]:
     families: set[int] = set()
     hosts: list[str] = []
     for address in addresses:
-        host, sep, port = address.rpartition(":")
-        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        if tcp_port(address) is None:
             raise ConfigError("address", address, "host:port with an IP address as host")
+        host = address.rpartition(":")[0]
         try:
             ip = ipaddress.ip_address(host.strip("[]"))
         except ValueError:
