@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import signal
 import stat
 import sys
@@ -40,8 +41,6 @@ class _StderrForwarder:
         self.thread = threading.Thread(target=self._pump, name="rpcplugin-stderr", daemon=True)
 
     def _pump(self) -> None:
-        import select
-
         poller = select.poll()
         poller.register(self.read_end, select.POLLIN)
         poller.register(self.control_read, select.POLLIN)
@@ -51,7 +50,7 @@ class _StderrForwarder:
                 return  # EOF: nobody writes to our pipe any more
             if self.control_read in ready:
                 os.read(self.control_read, 64)
-                while poller_has_data(self.read_end) and self._forward():
+                while _readable(poller, self.read_end) and self._forward():
                     pass
                 self.flushed.set()
 
@@ -76,11 +75,9 @@ class _StderrForwarder:
         self.flushed.wait(timeout)
 
 
-def poller_has_data(fd: int) -> bool:
-    """Whether ``fd`` can be read without blocking now."""
-    import select
-
-    return bool(select.select([fd], [], [], 0)[0])
+def _readable(poller: select.poll, fd: int) -> bool:
+    """Whether ``fd`` (registered with ``poller``) can be read without blocking now."""
+    return any(ready == fd for ready, _ in poller.poll(0))
 
 
 def forward_stderr() -> None:
