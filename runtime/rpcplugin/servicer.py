@@ -285,8 +285,10 @@ def _unmark(task: asyncio.Task[Any] | None) -> None:
         _RUNNING.pop(task, None)
 
 
-def _a_request_stream(requests: Requests[int]) -> RequestStream[int]:
-    return requests  # (for mypy: what handlers receive satisfies the contract)
+if TYPE_CHECKING:
+
+    def _a_request_stream(requests: Requests[int]) -> RequestStream[int]:
+        return requests  # mypy checks that what handlers receive satisfies the contract
 
 
 def _requests(request: Any, kind: RpcKind) -> Any:
