@@ -48,6 +48,7 @@ class _Pump(asyncio.Protocol):
         self.error: Exception | None = None
         """Why the connection was lost, if it was an error (e.g. the peer's TLS alert)."""
         self._on_made = on_made
+        self._close_asked = False
         self._tls = False
         self.peer: Peer | None = None
         """The verified TLS peer (the terminator's accepted side only)."""
@@ -56,6 +57,9 @@ class _Pump(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if self._close_asked:  # closed (the relay, or a failed dial) before it was made
+            transport.close()
+            return
         # asked now: a closed SSL transport's get_extra_info() raises AttributeError
         self._tls = transport.get_extra_info("sslcontext") is not None
         if self._tls:
@@ -120,6 +124,8 @@ class _Pump(asyncio.Protocol):
             partner.transport.close()
 
     def close(self) -> None:
+        """Close the connection, now or, when asyncio has not made it yet, as it is made."""
+        self._close_asked = True
         if self.transport is not None:
             self.transport.close()
 
