@@ -51,9 +51,8 @@ class RunningServer:
         and the broker, then remove every listener."""
         if self.server is not None:
             quiet_cancelled_calls()
-            for close in self.own_streams:
+            for close in self.own_streams:  # told to end now, they finish within the grace
                 close()
-            await asyncio.sleep(0.01)  # let those streams finish before the server stops
             stopping = [self.server.stop(SHUTDOWN_GRACE)]
             if self.broker is not None:
                 stopping.append(self.broker.close())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 import grpc
@@ -13,7 +12,7 @@ SERVICE_NAME = "plugin.GRPCController"
 
 
 class ControllerService:
-    """Calls ``on_shutdown``, soon after replying, when the host asks the plugin to stop."""
+    """Calls ``on_shutdown`` when the host asks the plugin to stop, once the reply is out."""
 
     def __init__(self, on_shutdown: Callable[[], None]) -> None:
         self._on_shutdown = on_shutdown
@@ -21,9 +20,13 @@ class ControllerService:
     async def shutdown(
         self, request: pb.Empty, context: grpc.aio.ServicerContext[pb.Empty, pb.Empty]
     ) -> pb.Empty:
-        # let the reply go out first, then stop
-        asyncio.get_running_loop().call_later(0.005, self._on_shutdown)
+        # stop when this call has ended (its reply sent), not before and not on a timer.
+        # grpc-stubs types the callback as a class of its own that no function can be
+        context.add_done_callback(self._replied)  # type: ignore[arg-type]
         return pb.Empty()
+
+    def _replied(self, _context: object) -> None:
+        self._on_shutdown()
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The gRPC handler to register on a server."""
