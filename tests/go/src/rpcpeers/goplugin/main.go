@@ -58,7 +58,9 @@
 //	                                  newline is appended. E.g. "{line}|true",
 //	                                  "junk\n{line}", "1|9|unix|/nowhere|grpc|"
 //	GOPLUGIN_EXIT_AFTER_HANDSHAKE_MS=N exit N ms after the handshake line is out,
-//	                                  with status GOPLUGIN_EXIT_CODE (default 3)
+//	                                  with status GOPLUGIN_EXIT_CODE (default 3);
+//	                                  with N=0 no call is ever answered, so a host
+//	                                  sees the exit however its scheduling goes
 //	GOPLUGIN_SHUTDOWN=ignore          answer GRPCController/Shutdown but keep
 //	                                  running (the host SIGKILLs after 2 s)
 //
@@ -248,16 +250,30 @@ func baseServerFunc() func([]grpc.ServerOption) *grpc.Server {
 		return plugin.DefaultGRPCServer
 	}
 	ignoreShutdown := os.Getenv("GOPLUGIN_SHUTDOWN") == "ignore"
+	// exiting at once after the line: hold every call until the exit, so that not even
+	// the host's health check can win the race against os.Exit
+	exitAtOnce := envInt("GOPLUGIN_EXIT_AFTER_HANDSHAKE_MS", -1) == 0
 	return func(opts []grpc.ServerOption) *grpc.Server {
 		opts = append(opts,
 			grpc.MaxRecvMsgSize(math.MaxInt32),
 			grpc.MaxSendMsgSize(math.MaxInt32),
 		)
-		if ignoreShutdown {
+		if exitAtOnce {
+			opts = append(opts, grpc.StreamInterceptor(func(
+				srv interface{}, ss grpc.ServerStream, info *grpc.StreamServerInfo,
+				handler grpc.StreamHandler,
+			) error {
+				select {}
+			}))
+		}
+		if ignoreShutdown || exitAtOnce {
 			opts = append(opts, grpc.UnaryInterceptor(func(
 				ctx context.Context, req interface{}, info *grpc.UnaryServerInfo,
 				handler grpc.UnaryHandler,
 			) (interface{}, error) {
+				if exitAtOnce {
+					select {}
+				}
 				if info.FullMethod == "/plugin.GRPCController/Shutdown" {
 					logger.Warn("ignoring Shutdown as told (GOPLUGIN_SHUTDOWN=ignore)")
 					// plugin.Empty and google.protobuf.Empty are both
