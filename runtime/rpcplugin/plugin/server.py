@@ -192,6 +192,7 @@ async def serve_async(
         _fatal(str(exc))
         return EXIT_CONFIG
     finally:
+        process_guard.resume_gc()  # already done once a handshake line went out
         await running.close()
 
 

