@@ -238,6 +238,9 @@ class TLSOriginator:
         self._peer = peer
         self._server_name = server_name
         self._state = _RelayState()
+        self._listener: socket.socket | None = None
+        self._unowned: set[socket.socket] = set()
+        self._adopting: set[asyncio.Task[None]] = set()
         self.on_error: Callable[[str], None] | None = None
 
     @property
@@ -247,11 +250,51 @@ class TLSOriginator:
 
     async def listen(self, path: str) -> Endpoint:
         """Listen for gRPC's plaintext connections on ``path`` (inside a private directory)."""
-        loop = asyncio.get_running_loop()
-        with owner_only_umask():
-            self._state.server = await loop.create_unix_server(self._accept, path, backlog=128)
+        # Our own accepting rather than loop.create_unix_server(): Python 3.11's Server drops a
+        # connection accepted just before close() (an AssertionError it swallows) and leaves its
+        # socket to the cyclic garbage collector, which may take minutes in a host. Here every
+        # accepted socket is ours (in _unowned) until a transport owns it.
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with owner_only_umask():
+                listener.bind(path)
+            listener.listen(128)
+            listener.setblocking(False)
+        except OSError:
+            listener.close()
+            raise
+        self._listener = listener
+        asyncio.get_running_loop().add_reader(listener.fileno(), self._on_connections)
         self._state.socket_path = path
         return Endpoint("unix", path)
+
+    def _on_connections(self) -> None:
+        if self._listener is None:  # pragma: no cover - the reader goes before the listener
+            return
+        loop = asyncio.get_running_loop()
+        for _ in range(128):
+            try:
+                conn, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # pragma: no cover - out of descriptors, say
+                log.debug("relay cannot accept: %s", exc)
+                return
+            conn.setblocking(False)
+            self._unowned.add(conn)
+            task = loop.create_task(self._adopt(conn))
+            self._adopting.add(task)
+            task.add_done_callback(self._adopting.discard)
+
+    async def _adopt(self, conn: socket.socket) -> None:
+        # connect_accepted_socket() makes the transport before its first await: from here on
+        # the transport closes conn (or the except below does), also when this is cancelled
+        self._unowned.discard(conn)
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(self._accept, conn)
+        except OSError as exc:  # pragma: no cover - the client went away at once
+            conn.close()
+            log.debug("relay could not take a connection: %s", exc)
 
     def _accept(self) -> _Pump:
         downstream = _Pump()
@@ -318,6 +361,17 @@ class TLSOriginator:
 
     async def close(self) -> None:
         """Stop accepting, drop every relayed connection and remove the socket file."""
+        if self._listener is not None:
+            asyncio.get_running_loop().remove_reader(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
+        adopting = list(self._adopting)
+        for task in adopting:
+            task.cancel()
+        await asyncio.gather(*adopting, return_exceptions=True)
+        for conn in self._unowned:  # accepted, and the task that was to adopt it never ran
+            conn.close()
+        self._unowned.clear()
         await _close(self._state)
 
 
