@@ -302,3 +302,18 @@ def test_a_module_imported_at_start_is_named_with_its_import(package: Path, tmp_
         servicer.write_text(original)
     creep = _creep(loaded, _baseline(package, env), tls=False)
     assert any(c.startswith("xml.dom (imported at ") and "servicer.py:5" in c for c in creep), creep
+
+
+def test_serve_alone_loads_no_generated_code_contract_and_no_protobuf() -> None:
+    """``rpcplugin.serve`` for plain grpcio handlers loads neither the generated-code contract
+    (``rpcplugin.calls``, ``rpcplugin.servicer``) nor protobuf: go-plugin's services load when
+    the server starts, and the servicer machinery only with generated code."""
+    probe = (
+        "import sys, rpcplugin; rpcplugin.serve; "
+        "print(sorted(m for m in sys.modules if m in ('rpcplugin.calls', 'rpcplugin.servicer') "
+        "or m.startswith('google.protobuf')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import grpc
 
-from .. import hclog, servicer
+from .. import hclog
 from .._wire.listeners import SERVER_OPTIONS
 from .._wire.tls_plan import Backend, ServerTLS, choose_backend_for_key
 from ..config import PluginSettings, parse_bool
@@ -141,9 +141,14 @@ async def serve_async(
         _fatal(f"plugin configuration: {exc}")
         return EXIT_CONFIG
     _configure_logging(settings)
-    servicer.configure(
-        handler_threads=settings.handler_threads, stall_warning=settings.stall_warning
-    )
+    # handlers made by rpcplugin.servicer (generated code) have loaded it by now: configure it
+    # then. A plugin of plain grpc handlers never loads it (nor rpcplugin.calls and protobuf's
+    # Message with it); one loaded later reads the environment itself.
+    servicer = sys.modules.get("rpcplugin.servicer")
+    if servicer is not None:
+        servicer.configure(
+            handler_threads=settings.handler_threads, stall_warning=settings.stall_warning
+        )
     if settings.ignored_ports:
         log.debug(
             "%s ignored: the unix transport uses no TCP port", " and ".join(settings.ignored_ports)
