@@ -144,8 +144,9 @@ async def serve_async(
     # handlers made by rpcplugin.servicer (generated code) have loaded it by now: configure it
     # then. A plugin of plain grpc handlers never loads it (nor rpcplugin.calls and protobuf's
     # Message with it); one loaded later reads the environment itself.
-    servicer = sys.modules.get("rpcplugin.servicer")
-    if servicer is not None:
+    if "rpcplugin.servicer" in sys.modules:
+        from .. import servicer
+
         servicer.configure(
             handler_threads=settings.handler_threads, stall_warning=settings.stall_warning
         )
