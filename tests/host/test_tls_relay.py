@@ -55,7 +55,7 @@ async def test_a_connection_arriving_as_the_relay_closes_is_closed(sock_dir: str
     # asyncio's own unix server (Python 3.11) drops such a connection and leaves its socket to
     # the cyclic collector: with the collector paused, that shows as a leak every time
     gone = Endpoint("unix", os.path.join(sock_dir, "plugin-gone.sock"))
-    paused = gc.isenabled()
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
         for turns in range(6):  # the close lands at each step of the accept in turn
@@ -72,5 +72,5 @@ async def test_a_connection_arriving_as_the_relay_closes_is_closed(sock_dir: str
             await relay.close()
             client.close()
     finally:
-        if paused:
+        if was_enabled:
             gc.enable()
