@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,24 +50,20 @@ RUNTIME_ALLOWED = frozenset(
         "rpcplugin._wire.transport",
         "rpcplugin._wire.tls_plan",
         "rpcplugin.services",
-        "rpcplugin.services.health",
-        "rpcplugin.services.controller",
+        # go-plugin's services as one small handler; the services themselves (health,
+        # controller, broker, their messages) load right after the line, while the host dials
+        "rpcplugin.services.goplugin",
+        # the stdio buffer that catches output from the line on (its protobuf loads later)
         "rpcplugin.services.stdio",
-        "rpcplugin.services.broker",
         # reflection's registration shim (75 lines); grpc_reflection loads on the first call
         "rpcplugin.services.reflection",
-        "rpcplugin.lifecycle",
-        "rpcplugin.protos",
-        "rpcplugin.protos.grpc_broker_pb2",
-        "rpcplugin.protos.grpc_controller_pb2",
-        "rpcplugin.protos.grpc_stdio_pb2",
         # the generated-code contract
         "rpcplugin.calls",
         "rpcplugin.servicer",
     }
 )
 """The runtime's modules on the start-up path: the handshake, settings, logging, listeners and
-the services every host calls right after the handshake line."""
+what registers the services every host calls right after the handshake line."""
 
 STDLIB_ALLOWED = frozenset(
     {
@@ -86,8 +83,6 @@ STDLIB_ALLOWED = frozenset(
         "_compression",
         "fnmatch",
         "zlib",
-        # the protobuf messages of the runtime's own go-plugin services
-        "google.protobuf.empty_pb2",
         # built in (no file to load): guard_stdout() pauses the collector until the line is out,
         # which cuts a generated plugin's CPU to its handshake line by about 6 % (bench/results)
         "gc",
@@ -140,7 +135,23 @@ def _spy(fd, data):
 
         with open(out, "w") as f:
             json.dump(loaded, f)
+        import threading
+
+        threading.Thread(target=_after_line, daemon=True).start()
     return _write(fd, data)
+
+
+def _after_line():
+    # which of go-plugin's services get built after the line, with no call made (up to 60 s)
+    import json, time
+
+    wanted = os.environ.get("STARTUP_AFTER_LINE", "").split(",")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(m in sys.modules for m in wanted):
+        time.sleep(0.01)
+    with open(out + ".after.tmp", "w") as f:
+        json.dump(sorted(m for m in wanted if m in sys.modules), f)
+    os.rename(out + ".after.tmp", out + ".after")
 
 
 os.write = _spy
@@ -150,7 +161,9 @@ import runpy
 runpy._run_module_as_main(sys.argv.pop(1))
 """
 """Runs ``python -m PKG`` (``runpy._run_module_as_main``, as ``-m`` does) and writes every module
-in ``sys.modules`` when the handshake line (``1|...``) is written, with where it was imported."""
+in ``sys.modules`` when the handshake line (``1|...``) is written, with where it was imported;
+then, to ``OUT.after``, which of the modules named in ``STARTUP_AFTER_LINE`` are loaded once all
+are, or after 60 s."""
 
 SERVICER = """\
 from __future__ import annotations
@@ -304,10 +317,51 @@ def test_a_module_imported_at_start_is_named_with_its_import(package: Path, tmp_
     assert any(c.startswith("xml.dom (imported at ") and "servicer.py:5" in c for c in creep), creep
 
 
+GO_PLUGIN_SERVICES = (
+    "rpcplugin.services.health",
+    "rpcplugin.services.controller",
+    "rpcplugin.services.broker",
+    "rpcplugin.protos.grpc_stdio_pb2",
+)
+
+
+def test_go_plugin_services_are_built_after_the_line_without_a_call(
+    package: Path, tmp_path: Path
+) -> None:
+    """The services left out of the start-up are built in the wait after the line, not on the
+    first call: nobody connects here."""
+    out = tmp_path / "modules.json"
+    env = {**_env(tmp_path), "STARTUP_IMPORTS_OUT": str(out)}
+    env["STARTUP_AFTER_LINE"] = ",".join(GO_PLUGIN_SERVICES)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SPY, package.name],
+        cwd=package.parent,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    after = tmp_path / "modules.json.after"
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith(b"1|"), line
+        deadline = time.monotonic() + 90  # the spy itself gives up after 60 s
+        while not after.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        _, stderr = proc.communicate(timeout=60)
+    assert after.exists(), stderr.decode()
+    at_line = json.loads(out.read_text())
+    assert not [m for m in GO_PLUGIN_SERVICES if m in at_line]  # not before the line ...
+    assert json.loads(after.read_text()) == sorted(GO_PLUGIN_SERVICES)  # ... but right after
+
+
 def test_serve_alone_loads_no_generated_code_contract_and_no_protobuf() -> None:
     """``rpcplugin.serve`` for plain grpcio handlers loads neither the generated-code contract
-    (``rpcplugin.calls``, ``rpcplugin.servicer``) nor protobuf: go-plugin's services load when
-    the server starts, and the servicer machinery only with generated code."""
+    (``rpcplugin.calls``, ``rpcplugin.servicer``) nor protobuf: go-plugin's services load after
+    the handshake line, and the servicer machinery only with generated code."""
     probe = (
         "import sys, rpcplugin; rpcplugin.serve; "
         "print(sorted(m for m in sys.modules if m in ('rpcplugin.calls', 'rpcplugin.servicer') "

@@ -255,25 +255,40 @@ def _sync_runtime() -> ModuleType:
     return _workers
 
 
-def _mark(path: str) -> asyncio.Task[Any] | None:
-    """Note the task serving ``path`` for the stall detector (started on the first call)."""
+def watch_stalls() -> None:
+    """Start the stall detector (``RPCPLUGIN_STALL_WARNING``) on the running loop now, rather
+    than on the first call a servicer handles; nothing when it is off or watching already.
+    A plugin server calls it once its handshake line is out, while the host is connecting."""
+    _watch(asyncio.get_running_loop())
+
+
+def _watch(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether the stall detector watches ``loop``, starting it if it should."""
     global _stall, _watched
+    if loop is _watched:
+        return True
+    if _stall is None:
+        import os
+
+        from .config import stall_warning
+
+        _stall = stall_warning(os.environ)
+    if _stall == 0:
+        return False
+    from .stall import StallWatch
+
+    _watched = loop
+    StallWatch(loop, _stall, _RUNNING).start()
+    return True
+
+
+def _mark(path: str) -> asyncio.Task[Any] | None:
+    """Note the task serving ``path`` for the stall detector (started here if not yet)."""
     if _stall == 0:
         return None
     loop = asyncio.get_running_loop()
-    if loop is not _watched:
-        if _stall is None:
-            import os
-
-            from .config import stall_warning
-
-            _stall = stall_warning(os.environ)
-            if _stall == 0:
-                return None
-        from .stall import StallWatch
-
-        _watched = loop
-        StallWatch(loop, _stall, _RUNNING).start()
+    if loop is not _watched and not _watch(loop):
+        return None
     task = asyncio.current_task()
     if task is not None:
         _RUNNING[task] = path

@@ -9,8 +9,9 @@ servicer's map of running calls), logs one WARNING naming the method. Each metho
 once per watched loop (in a plugin: once per process); a stall outside any handler is reported
 once too. A block longer than 1.5 times the threshold is always reported; a shorter one may be.
 
-Started on the first call a servicer handles (``rpcplugin.servicer``), only when the threshold
-(``RPCPLUGIN_STALL_WARNING``) is above zero; it ends with its loop.
+Started by a plugin server once its handshake line is out, or else on the first call a servicer
+handles (``rpcplugin.servicer``), only when the threshold (``RPCPLUGIN_STALL_WARNING``) is above
+zero; it ends with its loop.
 """
 
 from __future__ import annotations

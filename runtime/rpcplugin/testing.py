@@ -105,8 +105,8 @@ class InProcessPlugin(PluginConnection):
     @property
     def plugin_broker(self) -> broker_mod.GRPCBroker:
         """The plugin side's broker (what ``current_broker()`` returns in its handlers)."""
-        assert self._running.broker is not None
-        return self._running.broker
+        assert self._running.services is not None
+        return self._running.services.broker_cell.get()
 
     @property
     def shutdown_requested(self) -> asyncio.Event:

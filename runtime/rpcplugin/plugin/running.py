@@ -14,6 +14,7 @@ from .._wire.listeners import Listeners, quiet_cancelled_calls
 if TYPE_CHECKING:
     from .._wire.transport import Endpoint
     from ..services.broker import GRPCBroker
+    from ..services.goplugin import GoPluginServices
 
 EXIT_OK = 0
 EXIT_COOKIE = 1
@@ -40,8 +41,11 @@ class RunningServer:
         self.own_streams: list[Callable[[], None]] = []
         """Closers of the runtime's own long-lived streams (stdio, broker), ended before the
         stop."""
+        self.services: GoPluginServices | None = None
+        """go-plugin's services on the server (built after the handshake line)."""
         self.broker: GRPCBroker | None = None
-        """Its brokered servers and connections are closed together with the server."""
+        """Made with the services; its brokered servers and connections are closed together
+        with the server."""
         self.endpoint: Endpoint | None = None
         self.version = 0
         self.tls = "off"

@@ -23,7 +23,7 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from ..ops.auth import Authenticator
     from ..ops.metrics import Metrics
     from ..ops.rate_limit import RateLimit
+    from ..services.goplugin import Loaded
     from ..services.stdio import StdioBuffer
 
 log = logging.getLogger("rpcplugin.server")
@@ -252,6 +253,14 @@ async def _serve(
         )
         process_guard.write_handshake(line.format())
         capture(stdio_buffer)
+    # the host is dialling now, and this process would wait for it: build go-plugin's services
+    # and start the stall detector meanwhile (a call that comes first builds the services itself)
+    assert running.services is not None
+    running.services.load()
+    if "rpcplugin.servicer" in sys.modules:
+        from .. import servicer
+
+        servicer.watch_stalls()
     log.debug(
         "plugin serving",
         extra={
@@ -281,31 +290,51 @@ def build_server(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> grpc.aio.Server:
     """A launched plugin's gRPC server, not yet listening: go-plugin's services (health,
-    controller, stdio, broker) and, unless turned off, reflection beside ``handlers``. Records
-    the server, its broker and the runtime's own streams in ``running``. ``rpcplugin.testing``
-    serves through it too, so a test serves exactly what a plugin process does."""
-    from ..services import broker as broker_mod
+    controller, stdio, broker; built when ``running.services`` loads) and, unless turned off,
+    reflection beside ``handlers``. Records the server, its services, and then its broker and
+    the runtime's own streams in ``running``. ``rpcplugin.testing`` serves through it too, so a
+    test serves exactly what a plugin process does."""
     from ..services import reflection
-    from ..services.controller import ControllerService
-    from ..services.health import HealthService
-    from ..services.stdio import StdioService
+    from ..services.goplugin import GoPluginServices
+
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=list(interceptors) or None)
+    running.server = server
+    running.own_streams.append(stdio_buffer.close)
+    services = running.services = GoPluginServices(
+        lambda: _go_plugin_services(settings, running, stdio_buffer, tls)
+    )
+    # first, as before: a service of the plugin's own with one of these names does not win
+    reflection.add_handlers(server, (services, *handlers), reflection=settings.reflection)
+    return server
+
+
+def _go_plugin_services(
+    settings: PluginSettings,
+    running: RunningServer,
+    stdio_buffer: StdioBuffer,
+    tls: ServerTLS | None,
+) -> Loaded:
+    """go-plugin's services for a server (what its :class:`GoPluginServices` loads)."""
+    from ..services import broker, controller, health, stdio
 
     broker_tls = None
     if tls is not None:
-        broker_tls = broker_mod.BrokerTLS.from_pem(tls.identity, tls.peer_pem, settings.tls_backend)
-    broker = broker_mod.BrokerService(broker_mod.GRPCBroker(tls=broker_tls, settings=settings))
-    running.broker = broker.broker
-    running.own_streams += [stdio_buffer.close, broker.close]
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=list(interceptors) or None)
-    running.server = server
-    services = (
-        HealthService().handler(),
-        ControllerService(running.stop.set).handler(),
-        StdioService(stdio_buffer).handler(),
-        broker.handler(),
-    )
-    reflection.add_handlers(server, (*services, *handlers), reflection=settings.reflection)
-    return server
+        broker_tls = broker.BrokerTLS.from_pem(tls.identity, tls.peer_pem, settings.tls_backend)
+    broker_service = broker.BrokerService(broker.GRPCBroker(tls=broker_tls, settings=settings))
+    running.broker = broker_service.broker
+    running.own_streams.append(broker_service.close)
+    services: dict[str, Mapping[str, grpc.RpcMethodHandler[Any, Any]]] = {
+        health.SERVICE_NAME: health.HealthService().methods(),
+        controller.SERVICE_NAME: controller.ControllerService(running.stop.set).methods(),
+        stdio.SERVICE_NAME: stdio.StdioService(stdio_buffer).methods(),
+        broker.SERVICE_NAME: broker_service.methods(),
+    }
+    methods = {
+        f"/{service}/{method}": handler
+        for service, handlers in services.items()
+        for method, handler in handlers.items()
+    }
+    return methods, broker_service.broker
 
 
 async def start_server(
@@ -316,16 +345,17 @@ async def start_server(
 ) -> Endpoint:
     """Listen where ``settings`` say and start ``server``, with ``current_broker()`` bound for
     its handlers; returns the endpoint (also ``running.endpoint``)."""
-    from ..services import broker as broker_mod
+    from ..services import goplugin
 
     endpoint = running.endpoint = await running.listeners.listen(server, settings, tls)
     running.tls = "off" if tls is None else tls.backend
-    assert running.broker is not None, "build_server() first"
-    token = broker_mod.bind(running.broker)  # current_broker() in every handler of the server
+    assert running.services is not None, "build_server() first"
+    # current_broker() in every handler of the server (the broker is made when it is first used)
+    token = goplugin.bind(running.services.broker_cell)
     try:
         await server.start()
     finally:
-        broker_mod.unbind(token)
+        goplugin.unbind(token)
     return endpoint
 
 

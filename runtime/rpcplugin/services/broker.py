@@ -44,6 +44,7 @@ from ..errors import PluginError
 from ..lifecycle import AsyncClosable
 from ..protos import grpc_broker_pb2 as pb
 from ..record import Record
+from .goplugin import CURRENT_BROKER, BrokerCell
 
 if TYPE_CHECKING:
     from .._wire.dial import Dialed
@@ -80,8 +81,6 @@ MAX_ID: Final = 0xFFFFFFFF
 ImplT = TypeVar("ImplT")
 ClientT = TypeVar("ClientT")
 
-_current: contextvars.ContextVar[GRPCBroker] = contextvars.ContextVar("rpcplugin_broker")
-
 
 class BrokerError(PluginError):
     """A brokered connection could not be served or dialled."""
@@ -99,23 +98,13 @@ def current_broker() -> GRPCBroker:
     ``conn.broker``.
     """
     try:
-        return _current.get()
+        cell = CURRENT_BROKER.get()
     except LookupError:
         raise LookupError(
             "current_broker() is only available while handling an RPC of a plugin served by "
             "rpcplugin.serve (or of a brokered server); a host uses conn.broker"
         ) from None
-
-
-def bind(broker: GRPCBroker) -> contextvars.Token[GRPCBroker]:
-    """Make ``broker`` what :func:`current_broker` returns in this context (and so in every
-    handler of a ``grpc.aio`` server started from it: its tasks copy the context)."""
-    return _current.set(broker)
-
-
-def unbind(token: contextvars.Token[GRPCBroker]) -> None:
-    """Undo :func:`bind`."""
-    _current.reset(token)
+    return cell.get()
 
 
 class BrokerTLS(Record):
@@ -292,7 +281,7 @@ class GRPCBroker:
         try:
             endpoint = await listeners.listen(server, self._settings, self._server_plan())
             context = contextvars.copy_context()
-            context.run(_current.set, self)  # current_broker() in this server's handlers
+            context.run(CURRENT_BROKER.set, BrokerCell(self))  # current_broker() in handlers
             await asyncio.get_running_loop().create_task(server.start(), context=context)
         except BaseException:
             await _stop(server, listeners)
@@ -475,18 +464,19 @@ class BrokerService:
         async for info in requests:
             self.broker._received(info)
 
+    def methods(self) -> dict[str, grpc.RpcMethodHandler[pb.ConnInfo, pb.ConnInfo]]:
+        """Its method handlers by method name."""
+        return {
+            "StartStream": grpc.stream_stream_rpc_method_handler(
+                self.start_stream,
+                request_deserializer=pb.ConnInfo.FromString,
+                response_serializer=pb.ConnInfo.SerializeToString,
+            )
+        }
+
     def handler(self) -> grpc.GenericRpcHandler:
         """The gRPC handler to register on a server."""
-        return grpc.method_handlers_generic_handler(
-            SERVICE_NAME,
-            {
-                "StartStream": grpc.stream_stream_rpc_method_handler(
-                    self.start_stream,
-                    request_deserializer=pb.ConnInfo.FromString,
-                    response_serializer=pb.ConnInfo.SerializeToString,
-                )
-            },
-        )
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, self.methods())
 
 
 class HostBroker(GRPCBroker):

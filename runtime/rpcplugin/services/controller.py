@@ -28,18 +28,19 @@ class ControllerService:
     def _replied(self, _context: object) -> None:
         self._on_shutdown()
 
+    def methods(self) -> dict[str, grpc.RpcMethodHandler[pb.Empty, pb.Empty]]:
+        """Its method handlers by method name."""
+        return {
+            "Shutdown": grpc.unary_unary_rpc_method_handler(
+                self.shutdown,
+                request_deserializer=pb.Empty.FromString,
+                response_serializer=pb.Empty.SerializeToString,
+            )
+        }
+
     def handler(self) -> grpc.GenericRpcHandler:
         """The gRPC handler to register on a server."""
-        return grpc.method_handlers_generic_handler(
-            SERVICE_NAME,
-            {
-                "Shutdown": grpc.unary_unary_rpc_method_handler(
-                    self.shutdown,
-                    request_deserializer=pb.Empty.FromString,
-                    response_serializer=pb.Empty.SerializeToString,
-                )
-            },
-        )
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, self.methods())
 
 
 async def shutdown(channel: grpc.aio.Channel, timeout: float) -> None:

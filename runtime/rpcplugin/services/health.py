@@ -90,15 +90,16 @@ class HealthService:
         finally:
             self._watchers[service].discard(queue)
 
+    def methods(self) -> dict[str, grpc.RpcMethodHandler[bytes, bytes]]:
+        """Its method handlers by method name."""
+        return {
+            "Check": grpc.unary_unary_rpc_method_handler(self.check),
+            "Watch": grpc.unary_stream_rpc_method_handler(self.watch),
+        }
+
     def handler(self) -> grpc.GenericRpcHandler:
         """The gRPC handler to register on a server."""
-        return grpc.method_handlers_generic_handler(
-            SERVICE_NAME,
-            {
-                "Check": grpc.unary_unary_rpc_method_handler(self.check),
-                "Watch": grpc.unary_stream_rpc_method_handler(self.watch),
-            },
-        )
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, self.methods())
 
 
 async def check(

@@ -22,6 +22,8 @@ from typing import Any
 
 import grpc
 
+from .goplugin import GoPluginServices
+
 SERVICES = ("grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection")
 """The reflection service names answered."""
 
@@ -31,8 +33,14 @@ METHOD = "ServerReflectionInfo"
 def service_names(handlers: Iterable[grpc.GenericRpcHandler]) -> list[str]:
     """The names of the services ``handlers`` serve (those that can say: a
     ``grpc.ServiceRpcHandler``, which is what ``grpc.method_handlers_generic_handler`` and
-    generated code make)."""
-    return [h.service_name() for h in handlers if isinstance(h, grpc.ServiceRpcHandler)]
+    generated code make, and go-plugin's services)."""
+    names: list[str] = []
+    for handler in handlers:
+        if isinstance(handler, grpc.ServiceRpcHandler):
+            names.append(handler.service_name())
+        elif isinstance(handler, GoPluginServices):
+            names.extend(handler.service_names())
+    return names
 
 
 def add_handlers(
@@ -50,8 +58,10 @@ class LazyReflection(grpc.GenericRpcHandler):
     imported on the first reflection call."""
 
     def __init__(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
+        handlers = tuple(handlers)
         self.names = [*service_names(handlers), *SERVICES]
         """Every service reflection may list (those with a descriptor are)."""
+        self._deferred = [h for h in handlers if isinstance(h, GoPluginServices)]
         self._handler: grpc.RpcMethodHandler[Any, Any] | None = None
 
     def service(
@@ -68,6 +78,8 @@ class LazyReflection(grpc.GenericRpcHandler):
         from google.protobuf import descriptor_pool
         from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+        for services in self._deferred:  # their messages describe them
+            services.load()
         pool = descriptor_pool.Default()
         servicer = reflection.aio.ReflectionServicer([n for n in self.names if _known(pool, n)])
         return grpc.stream_stream_rpc_method_handler(

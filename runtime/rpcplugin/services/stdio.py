@@ -16,14 +16,16 @@ import sys
 import threading
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import grpc
 
-from ..protos import grpc_stdio_pb2 as pb
+if TYPE_CHECKING:
+    from ..protos import grpc_stdio_pb2 as pb
 
 SERVICE_NAME = "plugin.GRPCStdio"
-STDOUT, STDERR = pb.StdioData.STDOUT, pb.StdioData.STDERR
+STDOUT, STDERR = 1, 2
+"""``StdioData.Channel`` numbers (the buffer and the capture need no protobuf, the service does)."""
 CHUNK = 64 * 1024
 
 
@@ -156,21 +158,26 @@ class StdioService:
     """Serves ``StreamStdio`` from a :class:`StdioBuffer`."""
 
     def __init__(self, buffer: StdioBuffer) -> None:
+        from ..protos import grpc_stdio_pb2
+
         self._buffer = buffer
+        self._message = grpc_stdio_pb2.StdioData
 
     async def stream(
         self, request: bytes, context: grpc.aio.ServicerContext[bytes, pb.StdioData]
     ) -> AsyncIterator[pb.StdioData]:
+        message = self._message
         async for channel, data in self._buffer.read():
-            yield pb.StdioData(channel=channel, data=data)  # type: ignore[arg-type]
+            yield message(channel=channel, data=data)  # type: ignore[arg-type]
+
+    def methods(self) -> dict[str, grpc.RpcMethodHandler[bytes, pb.StdioData]]:
+        """Its method handlers by method name."""
+        return {
+            "StreamStdio": grpc.unary_stream_rpc_method_handler(
+                self.stream, response_serializer=self._message.SerializeToString
+            )
+        }
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The gRPC handler to register on a server."""
-        return grpc.method_handlers_generic_handler(
-            SERVICE_NAME,
-            {
-                "StreamStdio": grpc.unary_stream_rpc_method_handler(
-                    self.stream, response_serializer=pb.StdioData.SerializeToString
-                )
-            },
-        )
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, self.methods())
