@@ -206,9 +206,9 @@ def _env(tmp: Path) -> dict[str, str]:
     return env
 
 
-def _modules_at_handshake(package: Path, env: dict[str, str], out: Path) -> dict[str, str]:
-    env = {**env, "STARTUP_IMPORTS_OUT": str(out)}
-    proc = subprocess.Popen(
+def _spied(package: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``python -m`` the package under :data:`SPY` (``STARTUP_IMPORTS_OUT`` set in ``env``)."""
+    return subprocess.Popen(
         [sys.executable, "-c", SPY, package.name],
         cwd=package.parent,
         env=env,
@@ -216,6 +216,11 @@ def _modules_at_handshake(package: Path, env: dict[str, str], out: Path) -> dict
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
+
+def _modules_at_handshake(package: Path, env: dict[str, str], out: Path) -> dict[str, str]:
+    env = {**env, "STARTUP_IMPORTS_OUT": str(out)}
+    proc = _spied(package, env)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # bounded by the plugin's start-up; the kill below ends it
@@ -333,14 +338,7 @@ def test_go_plugin_services_are_built_after_the_line_without_a_call(
     out = tmp_path / "modules.json"
     env = {**_env(tmp_path), "STARTUP_IMPORTS_OUT": str(out)}
     env["STARTUP_AFTER_LINE"] = ",".join(GO_PLUGIN_SERVICES)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SPY, package.name],
-        cwd=package.parent,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = _spied(package, env)
     after = tmp_path / "modules.json.after"
     try:
         assert proc.stdout is not None
