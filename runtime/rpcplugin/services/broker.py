@@ -474,10 +474,6 @@ class BrokerService:
             )
         }
 
-    def handler(self) -> grpc.GenericRpcHandler:
-        """The gRPC handler to register on a server."""
-        return grpc.method_handlers_generic_handler(SERVICE_NAME, self.methods())
-
 
 class HostBroker(GRPCBroker):
     """Host side: ``conn.broker``. Opens the broker stream right after connecting (H05) and

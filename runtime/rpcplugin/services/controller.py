@@ -38,10 +38,6 @@ class ControllerService:
             )
         }
 
-    def handler(self) -> grpc.GenericRpcHandler:
-        """The gRPC handler to register on a server."""
-        return grpc.method_handlers_generic_handler(SERVICE_NAME, self.methods())
-
 
 async def shutdown(channel: grpc.aio.Channel, timeout: float) -> None:
     """Host side: ask the plugin to stop (raises ``grpc.aio.AioRpcError``)."""

@@ -177,7 +177,3 @@ class StdioService:
                 self.stream, response_serializer=self._message.SerializeToString
             )
         }
-
-    def handler(self) -> grpc.GenericRpcHandler:
-        """The gRPC handler to register on a server."""
-        return grpc.method_handlers_generic_handler(SERVICE_NAME, self.methods())
