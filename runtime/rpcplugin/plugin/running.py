@@ -43,12 +43,15 @@ class RunningServer:
         stop."""
         self.services: GoPluginServices | None = None
         """go-plugin's services on the server (built after the handshake line)."""
-        self.broker: GRPCBroker | None = None
-        """Made with the services; its brokered servers and connections are closed together
-        with the server."""
         self.endpoint: Endpoint | None = None
         self.version = 0
         self.tls = "off"
+
+    @property
+    def broker(self) -> GRPCBroker | None:
+        """The server's broker, once its services are built; its brokered servers and
+        connections are closed together with the server."""
+        return self.services.broker_cell.broker if self.services is not None else None
 
     async def close(self) -> None:
         """End the runtime's own streams, stop the server (a short grace for calls in flight)

@@ -321,7 +321,6 @@ def _go_plugin_services(
     if tls is not None:
         broker_tls = broker.BrokerTLS.from_pem(tls.identity, tls.peer_pem, settings.tls_backend)
     broker_service = broker.BrokerService(broker.GRPCBroker(tls=broker_tls, settings=settings))
-    running.broker = broker_service.broker
     running.own_streams.append(broker_service.close)
     services: dict[str, Mapping[str, grpc.RpcMethodHandler[Any, Any]]] = {
         health.SERVICE_NAME: health.HealthService().methods(),
